@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+)
+
+// app holds the configured services and stores; its methods are the HTTP handlers.
+type app struct {
+	cfg config
+	log *slog.Logger
+	db  *sqlx.DB // nil with in-memory stores
+}
+
+// newApp opens the stores the configuration names and builds the services over them.
+func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	if cfg.PostgresDSN != "" {
+		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		db, err := postgres.Open(openCtx, cfg.PostgresDSN)
+		if err != nil {
+			return nil, err
+		}
+		if err := postgres.Migrate(openCtx, db); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		a.db = db
+	}
+	return a, nil
+}
+
+// storeName says which backend serves the data, for the start-up log line.
+func (a *app) storeName() string {
+	if a.db != nil {
+		return "postgres"
+	}
+	return "memory"
+}
+
+// ping reports whether the backing store answers.
+func (a *app) ping(ctx context.Context) error {
+	if a.db == nil {
+		return nil
+	}
+	return a.db.PingContext(ctx)
+}
+
+// shutdown flushes what the services buffer; it runs after the HTTP server has stopped.
+func (a *app) shutdown(ctx context.Context) error {
+	var errs []error
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// close releases the stores.
+func (a *app) close() {
+	if a.db != nil {
+		_ = a.db.Close()
+	}
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+)
+
+// config is everything the server reads from its flags and environment.
+type config struct {
+	Addr        string // -addr; default 127.0.0.1:8080
+	PostgresDSN string // -postgres or DATABASE_URL; empty: in-memory stores
+	RedisAddr   string // -redis; empty: the limiter of the chosen store
+}
+
+// parseConfig reads flags, falling back to environment variables where DESIGN.md names
+// them. A flag wins over its variable.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&cfg.PostgresDSN, "postgres", getenv("DATABASE_URL"), "PostgreSQL DSN (default $DATABASE_URL); empty: in-memory stores")
+	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address host:port for the rate limiter")
+	if err := fs.Parse(args); err != nil {
+		return config{}, fmt.Errorf("flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("flags: unexpected argument %q", fs.Arg(0))
+	}
+	return cfg, nil
+}

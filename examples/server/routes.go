@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+)
+
+// routes returns the whole HTTP API wrapped in request logging and panic recovery.
+func (a *app) routes() http.Handler {
+	r := newRouter()
+	r.handle("GET /healthz", http.HandlerFunc(a.healthz))
+	return a.recoverPanics(a.logRequests(r))
+}
+
+// healthz answers 200 {"status":"ok"} when the store answers, 503 otherwise.
+func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.ping(ctx); err != nil {
+		a.log.Warn("health check failed", "err", err)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "unhealthy", "the store does not answer")
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok", "store": a.storeName()})
+}
+
+// router maps "METHOD /path" to handlers and answers unknown paths with a JSON 404 and
+// known paths with the wrong method with a JSON 405 and an Allow header.
+type router struct {
+	mux     *http.ServeMux
+	methods map[string]map[string]http.Handler // path -> method -> handler
+}
+
+func newRouter() *router {
+	r := &router{mux: http.NewServeMux(), methods: map[string]map[string]http.Handler{}}
+	r.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		httpjson.WriteError(w, http.StatusNotFound, "not_found", "no such route")
+	})
+	return r
+}
+
+// handle registers h for a pattern of the form "METHOD /path".
+func (r *router) handle(pattern string, h http.Handler) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		panic("router: pattern must be \"METHOD /path\": " + pattern)
+	}
+	byMethod, known := r.methods[path]
+	if !known {
+		byMethod = map[string]http.Handler{}
+		r.methods[path] = byMethod
+		r.mux.Handle(path, r.dispatch(byMethod))
+	}
+	byMethod[method] = h
+}
+
+func (r *router) dispatch(byMethod map[string]http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if h, ok := byMethod[req.Method]; ok {
+			h.ServeHTTP(w, req)
+			return
+		}
+		if h, ok := byMethod[http.MethodGet]; ok && req.Method == http.MethodHead {
+			h.ServeHTTP(w, req)
+			return
+		}
+		allowed := make([]string, 0, len(byMethod))
+		for m := range byMethod {
+			allowed = append(allowed, m)
+		}
+		sort.Strings(allowed)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		httpjson.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method "+req.Method+" is not allowed here")
+	})
+}
+
+func (r *router) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }

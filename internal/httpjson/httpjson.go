@@ -1,0 +1,106 @@
+// Package httpjson writes and reads the JSON bodies shared by Nexus middleware and the
+// example server: values, and errors of the form {"error":{"code":"…","message":"…"}}.
+package httpjson
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// MaxBodyBytes is the largest request body Decode reads (1 MiB).
+const MaxBodyBytes = 1 << 20
+
+// Error is the body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type errorBody struct {
+	Error Error `json:"error"`
+}
+
+// Write writes v as JSON with the given status. A value that cannot be encoded is a
+// programming error; it is answered with a 500 internal_error body instead.
+func Write(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":{"code":"internal_error","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// WriteError writes {"error":{"code":code,"message":message}} with the given status.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	Write(w, status, errorBody{Error: Error{Code: code, Message: message}})
+}
+
+// Errors that Decode returns; both wrap the underlying cause.
+var (
+	// ErrInvalidJSON means the body is not one JSON value of the expected shape.
+	ErrInvalidJSON = errors.New("invalid JSON body")
+	// ErrTooLarge means the body is larger than MaxBodyBytes.
+	ErrTooLarge = errors.New("request body too large")
+)
+
+// Decode reads one JSON value from the body of r into dst, reading at most MaxBodyBytes.
+// It returns an error wrapping ErrTooLarge or ErrInvalidJSON (malformed JSON, a value of
+// the wrong type, or anything after the value). An empty body is ErrInvalidJSON.
+func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(dst); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("%w: over %d bytes", ErrTooLarge, MaxBodyBytes)
+		}
+		return fmt.Errorf("%w: %s", ErrInvalidJSON, describe(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("%w: over %d bytes", ErrTooLarge, MaxBodyBytes)
+		}
+		return fmt.Errorf("%w: unexpected data after the JSON value", ErrInvalidJSON)
+	}
+	return nil
+}
+
+// describe turns a decoding error into a message safe to show a client: it names the
+// problem and the field, never echoes the body.
+func describe(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of JSON"
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+		}
+		return fmt.Sprintf("body must be %s", typ.Type)
+	default:
+		return "malformed JSON"
+	}
+}
+
+// WriteDecodeError answers a Decode error: 413 body_too_large or 400 invalid_json.
+func WriteDecodeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrTooLarge) {
+		WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", err.Error())
+		return
+	}
+	WriteError(w, http.StatusBadRequest, "invalid_json", err.Error())
+}

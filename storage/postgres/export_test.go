@@ -1,0 +1,4 @@
+package postgres
+
+// MigrateFS lets the external tests run the migrator over a migration set of their own.
+var MigrateFS = migrate

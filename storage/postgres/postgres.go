@@ -1,0 +1,43 @@
+// Package postgres stores Nexus data in PostgreSQL through sqlx and lib/pq.
+//
+// Open connects, Migrate brings the schema up to date (idempotent and safe to run from
+// many processes at once), and the New… constructors return the adapters for each domain
+// package's store interfaces. All adapters are safe for concurrent use.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // registers the "postgres" driver
+)
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// Migrations returns the embedded SQL migrations, named NNNN_name.sql, for callers who
+// drive their own migration tool. Migrate applies the same files.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil { // cannot happen: the directory is embedded
+		panic(err)
+	}
+	return sub
+}
+
+// Open connects to PostgreSQL with the lib/pq DSN (a URL or key=value pairs) and checks
+// that the server answers. It does not migrate; call Migrate for that.
+func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return db, nil
+}

@@ -1,0 +1,34 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
+)
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storagetest.Stores {
+		_ = pgtest.New(t)
+		return storagetest.Stores{}
+	})
+}
+
+func TestOpenReportsUnreachableServer(t *testing.T) {
+	_, err := postgres.Open(context.Background(), "host=127.0.0.1 port=1 user=nobody sslmode=disable connect_timeout=2")
+	if err == nil || !strings.HasPrefix(err.Error(), "postgres: connect:") {
+		t.Fatalf("Open of an unreachable server: %v", err)
+	}
+}
+
+func TestWithSearchPath(t *testing.T) {
+	if got := pgtest.WithSearchPath("postgres://u@h/db?sslmode=disable", "s1"); !strings.Contains(got, "search_path=s1") || !strings.Contains(got, "sslmode=disable") {
+		t.Fatalf("URL DSN: %s", got)
+	}
+	if got := pgtest.WithSearchPath("host=h sslmode=disable", "s1"); got != "host=h sslmode=disable search_path=s1" {
+		t.Fatalf("key=value DSN: %s", got)
+	}
+}

@@ -1,0 +1,27 @@
+// Package storagetest is the one conformance suite that every Nexus storage adapter must
+// pass. An adapter's test file calls Run with a constructor for fresh, empty stores; each
+// behaviour is a subtest, so `go test -run 'Conformance/auth/…'` picks one.
+//
+// Every store behaviour the domain packages rely on is written here once, so the memory
+// and PostgreSQL adapters (and any third-party one) are held to the same contract.
+package storagetest
+
+import (
+	"testing"
+)
+
+// Stores is one set of adapters under test. A nil field is an adapter that this backend
+// does not provide; its part of the suite is skipped with a message saying so.
+type Stores struct {
+	// Fields are added per domain package: auth, apikey, usage, billing and the limiter.
+}
+
+// NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
+// them.
+type NewStores func(t *testing.T) Stores
+
+// Run runs the whole suite. Each subtest calls newStores for stores of its own.
+func Run(t *testing.T, newStores NewStores) {
+	t.Helper()
+	_ = newStores
+}
