@@ -12,8 +12,10 @@ import (
 
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storagetest.Stores {
-		_ = pgtest.New(t)
-		return storagetest.Stores{}
+		db := pgtest.New(t)
+		return storagetest.Stores{
+			Auth: postgres.NewAuthStore(db),
+		}
 	})
 }
 

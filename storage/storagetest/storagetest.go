@@ -8,12 +8,17 @@ package storagetest
 
 import (
 	"testing"
+
+	"github.com/nexus-ecosystem/nexus/auth"
 )
 
 // Stores is one set of adapters under test. A nil field is an adapter that this backend
 // does not provide; its part of the suite is skipped with a message saying so.
 type Stores struct {
 	// Fields are added per domain package: auth, apikey, usage, billing and the limiter.
+
+	// Auth is the auth.Store under test (users, sessions, grants, activity log).
+	Auth auth.Store
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -23,5 +28,5 @@ type NewStores func(t *testing.T) Stores
 // Run runs the whole suite. Each subtest calls newStores for stores of its own.
 func Run(t *testing.T, newStores NewStores) {
 	t.Helper()
-	_ = newStores
+	t.Run("auth", func(t *testing.T) { testAuth(t, newStores) })
 }

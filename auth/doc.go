@@ -1,0 +1,15 @@
+// Package auth provides user accounts for a Go service: password hashing and policy,
+// email normalisation, HS256 JWT access and refresh tokens, sessions with refresh-token
+// rotation and reuse detection, cookies, the RequireUser middleware, project access
+// grants and an activity log.
+//
+// A Service does the work over a Store (storage/memory or storage/postgres):
+//
+//	issuer, err := auth.NewIssuer(auth.IssuerConfig{Secret: secret}) // ≥ 32 bytes
+//	svc, err := auth.NewService(auth.Config{Store: memory.NewAuthStore(), Issuer: issuer})
+//	res, err := svc.Register(ctx, client, "ann@example.com", "correct Horse 9!", "Ann")
+//	pair, err := svc.Refresh(ctx, client, res.RefreshToken)
+//
+// Access tokens live 15 minutes and are checked without the store; refresh tokens live 7
+// days, are single use, and presenting one a second time revokes the session.
+package auth

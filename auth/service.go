@@ -1,0 +1,501 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+)
+
+// Service errors, besides those of the password, email, token and store parts.
+var (
+	// ErrInvalidCredentials is the one answer to a failed login, whether the email is
+	// unknown or the password wrong.
+	ErrInvalidCredentials = errors.New("auth: invalid email or password")
+	// ErrRefreshReuse means a retired refresh token was presented again: the session has
+	// been revoked. It wraps ErrInvalidToken.
+	ErrRefreshReuse = fmt.Errorf("%w: refresh token reused; session revoked", ErrInvalidToken)
+	// ErrSessionRevoked means the token's session was logged out or revoked. It wraps
+	// ErrInvalidToken.
+	ErrSessionRevoked = fmt.Errorf("%w: session revoked", ErrInvalidToken)
+	// ErrForbidden means a user lacks the role an action needs on a project.
+	ErrForbidden = errors.New("auth: forbidden")
+	// ErrInvalidName means a full name is not valid UTF-8 or longer than MaxNameLength.
+	ErrInvalidName = errors.New("auth: invalid full name")
+	// ErrInvalidRole means a role is not one of the four Role constants.
+	ErrInvalidRole = errors.New("auth: invalid role")
+)
+
+// MaxNameLength is the longest full name Register accepts, in characters.
+const MaxNameLength = 200
+
+// Defaults of Config's zero values.
+const (
+	DefaultMaxLoginFailures = 5
+	DefaultLoginWindow      = 15 * time.Minute
+	DefaultThrottleKeys     = 100_000
+)
+
+// Config configures NewService. Store and Issuer are required; every other zero value
+// means the documented default.
+type Config struct {
+	// Store keeps users, sessions, grants and the activity log.
+	Store Store
+	// Issuer signs and verifies the tokens.
+	Issuer *Issuer
+	// Policy is the password policy for Register and ChangePassword; the zero Policy
+	// means DefaultPolicy(). Use NISTPolicy() for the NIST SP 800-63B profile.
+	Policy Policy
+	// BcryptCost is the cost of new hashes; zero means DefaultBcryptCost (10). Hashes of
+	// another cost still verify and are replaced at the next successful login.
+	BcryptCost int
+	// MaxLoginFailures failed logins for one email within LoginWindow throttle that email
+	// until the window ends: Login returns a *ThrottledError. Defaults 5 and 15 minutes.
+	// The count lives in this process (at most ThrottleKeys emails, default 100,000).
+	MaxLoginFailures int
+	LoginWindow      time.Duration
+	ThrottleKeys     int
+	// RefreshGrace is how long after a rotation the replaced refresh token is refused
+	// without revoking the session (two tabs refreshing at once). Default 0: presenting a
+	// replaced token always counts as reuse and revokes the session.
+	RefreshGrace time.Duration
+	// OnRegister, when set, runs after a new account has been stored and before Register
+	// issues its tokens; the example server creates the user's free billing subscription
+	// here. If it returns an error the account is deleted again (so the person can retry)
+	// and Register returns that error wrapped. It must be safe for concurrent use.
+	OnRegister func(ctx context.Context, u User) error
+	// Now is the clock for sessions, throttling and the activity log; default time.Now.
+	Now func() time.Time
+	// Logger receives operational warnings (a failed activity-log write, a failed rehash);
+	// default: discard. Secrets are never logged.
+	Logger *slog.Logger
+}
+
+// Client describes who is calling, for sessions and the activity log.
+type Client struct {
+	IP        string
+	UserAgent string
+}
+
+// Tokens is a freshly issued access/refresh pair of one session.
+type Tokens struct {
+	SessionID        ecoid.ID
+	AccessToken      string
+	RefreshToken     string
+	AccessExpiresAt  time.Time
+	RefreshExpiresAt time.Time
+}
+
+// Result is what Register and Login return: the user and a new session's tokens.
+type Result struct {
+	User User
+	Tokens
+}
+
+// Service registers users, logs them in and out, rotates refresh tokens, manages project
+// access and writes the activity log. It is safe for concurrent use.
+type Service struct {
+	store      Store
+	issuer     *Issuer
+	policy     Policy
+	hasher     Hasher
+	throttle   *throttle
+	grace      time.Duration
+	onRegister func(context.Context, User) error
+	now        func() time.Time
+	log        *slog.Logger
+	dummyHash  string
+}
+
+// NewService checks cfg and returns a Service. It returns an error when Store or Issuer
+// is missing, or when BcryptCost or a duration is out of range.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("auth: Config.Store is required")
+	}
+	if cfg.Issuer == nil {
+		return nil, errors.New("auth: Config.Issuer is required")
+	}
+	if cfg.LoginWindow < 0 || cfg.RefreshGrace < 0 || cfg.MaxLoginFailures < 0 || cfg.ThrottleKeys < 0 {
+		return nil, errors.New("auth: negative limits in Config")
+	}
+	s := &Service{
+		store:      cfg.Store,
+		issuer:     cfg.Issuer,
+		policy:     cfg.Policy,
+		hasher:     Hasher{Cost: cfg.BcryptCost},
+		grace:      cfg.RefreshGrace,
+		onRegister: cfg.OnRegister,
+		now:        cfg.Now,
+		log:        cfg.Logger,
+	}
+	if s.policy.IsZero() {
+		s.policy = DefaultPolicy()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	maxFail, window, keys := cfg.MaxLoginFailures, cfg.LoginWindow, cfg.ThrottleKeys
+	if maxFail == 0 {
+		maxFail = DefaultMaxLoginFailures
+	}
+	if window == 0 {
+		window = DefaultLoginWindow
+	}
+	if keys == 0 {
+		keys = DefaultThrottleKeys
+	}
+	s.throttle = newThrottle(maxFail, window, keys)
+	// The dummy hash makes a login with an unknown email cost one bcrypt comparison of
+	// the same cost as a real one.
+	var pw [18]byte
+	_, _ = rand.Read(pw[:])
+	h, err := s.hasher.Hash(base64.RawURLEncoding.EncodeToString(pw[:]))
+	if err != nil {
+		return nil, err
+	}
+	s.dummyHash = h
+	return s, nil
+}
+
+// Issuer returns the token issuer, for middleware such as RequireUser.
+func (s *Service) Issuer() *Issuer { return s.issuer }
+
+// Policy returns the password policy in force.
+func (s *Service) Policy() Policy { return s.policy }
+
+// clock returns the current time at the precision every store keeps (microseconds, UTC).
+func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Register creates an account (identity, credentials, profile), logs it, runs OnRegister
+// and opens a first session. Errors: one wrapping ErrInvalidEmail, a *PolicyError
+// (errors.Is ErrWeakPassword), ErrInvalidName, ErrEmailTaken (of many concurrent
+// registrations of one email exactly one succeeds), or a store or hook error.
+func (s *Service) Register(ctx context.Context, c Client, email, password, fullName string) (Result, error) {
+	now := s.clock()
+	norm, err := NormalizeEmail(email)
+	if err != nil {
+		return Result{}, err
+	}
+	fullName = strings.TrimSpace(fullName)
+	if !utf8.ValidString(fullName) || utf8.RuneCountInString(fullName) > MaxNameLength {
+		return Result{}, fmt.Errorf("%w: at most %d characters of UTF-8", ErrInvalidName, MaxNameLength)
+	}
+	if err := s.policy.Validate(password); err != nil {
+		return Result{}, err
+	}
+	hash, err := s.hasher.Hash(password)
+	if err != nil {
+		return Result{}, err
+	}
+	u := User{ID: ecoid.New(ecoid.User), Email: norm, FullName: fullName, CreatedAt: now}
+	if err := s.store.CreateUser(ctx, u, hash); err != nil {
+		if errors.Is(err, ErrEmailTaken) {
+			s.record(ctx, c, Activity{Email: norm, Action: ActionRegister, Detail: "email taken"})
+			return Result{}, ErrEmailTaken
+		}
+		return Result{}, fmt.Errorf("auth: register: %w", err)
+	}
+	if s.onRegister != nil {
+		if err := s.onRegister(ctx, u); err != nil {
+			if derr := s.store.DeleteUser(context.WithoutCancel(ctx), u.ID); derr != nil {
+				s.log.Error("auth: cannot delete account after a failed OnRegister", "user", u.ID, "err", derr)
+			}
+			s.record(ctx, c, Activity{Email: norm, Action: ActionRegister, Detail: "register hook failed"})
+			return Result{}, fmt.Errorf("auth: register hook: %w", err)
+		}
+	}
+	s.record(ctx, c, Activity{UserID: u.ID, Email: norm, Action: ActionRegister, Success: true})
+	t, err := s.openSession(ctx, c, u.ID, now)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{User: u, Tokens: t}, nil
+}
+
+// Login checks the email and password and opens a session. A wrong password and an
+// unknown email both return ErrInvalidCredentials after one bcrypt comparison of the same
+// cost, so neither the answer nor its timing tells them apart. After MaxLoginFailures
+// failures for one email within LoginWindow it returns a *ThrottledError (errors.Is
+// ErrTooManyAttempts) without checking the password. A correct password whose hash has
+// another cost is rehashed with the configured cost.
+func (s *Service) Login(ctx context.Context, c Client, email, password string) (Result, error) {
+	now := s.clock()
+	norm, err := NormalizeEmail(email)
+	if err != nil {
+		return Result{}, ErrInvalidCredentials
+	}
+	if wait := s.throttle.check(norm, now); wait > 0 {
+		s.record(ctx, c, Activity{Email: norm, Action: ActionLoginThrottled, Detail: "too many failed attempts"})
+		return Result{}, &ThrottledError{RetryAfter: wait}
+	}
+	hash, known := s.dummyHash, false
+	u, err := s.store.UserByEmail(ctx, norm)
+	switch {
+	case err == nil:
+		h, err := s.store.PasswordHash(ctx, u.ID)
+		switch {
+		case err == nil:
+			hash, known = h, true
+		case !errors.Is(err, ErrNotFound):
+			return Result{}, fmt.Errorf("auth: login: %w", err)
+		}
+	case !errors.Is(err, ErrNotFound):
+		return Result{}, fmt.Errorf("auth: login: %w", err)
+	}
+	rehash, verr := s.hasher.Verify(hash, password)
+	if !known || verr != nil {
+		s.throttle.fail(norm, now)
+		a := Activity{Email: norm, Action: ActionLogin, Detail: "unknown email"}
+		if known {
+			a.UserID, a.Detail = u.ID, "wrong password"
+		}
+		s.record(ctx, c, a)
+		return Result{}, ErrInvalidCredentials
+	}
+	s.throttle.reset(norm)
+	if rehash {
+		if nh, err := s.hasher.Hash(password); err != nil {
+			s.log.Warn("auth: rehash failed", "user", u.ID, "err", err)
+		} else if err := s.store.SetPasswordHash(ctx, u.ID, nh, now); err != nil {
+			s.log.Warn("auth: storing rehashed password failed", "user", u.ID, "err", err)
+		}
+	}
+	t, err := s.openSession(ctx, c, u.ID, now)
+	if err != nil {
+		return Result{}, err
+	}
+	s.record(ctx, c, Activity{UserID: u.ID, Email: norm, Action: ActionLogin, Success: true})
+	return Result{User: u, Tokens: t}, nil
+}
+
+// openSession stores a new session and issues its first pair.
+func (s *Service) openSession(ctx context.Context, c Client, userID ecoid.ID, now time.Time) (Tokens, error) {
+	sid := ecoid.New(ecoid.Session)
+	t, refresh, err := s.issuePair(userID, sid)
+	if err != nil {
+		return Tokens{}, err
+	}
+	sess := Session{
+		ID: sid, UserID: userID, RefreshHash: hashJTI(refresh.ID),
+		CreatedAt: now, RotatedAt: now, ExpiresAt: refresh.ExpiresAt.UTC(),
+		IP: c.IP, UserAgent: c.UserAgent,
+	}
+	if err := s.store.CreateSession(ctx, sess); err != nil {
+		return Tokens{}, fmt.Errorf("auth: create session: %w", err)
+	}
+	return t, nil
+}
+
+// issuePair signs an access and a refresh token for the session.
+func (s *Service) issuePair(userID, sid ecoid.ID) (Tokens, Claims, error) {
+	access, ac, err := s.issuer.Issue(AccessToken, userID, sid)
+	if err != nil {
+		return Tokens{}, Claims{}, err
+	}
+	refresh, rc, err := s.issuer.Issue(RefreshToken, userID, sid)
+	if err != nil {
+		return Tokens{}, Claims{}, err
+	}
+	return Tokens{
+		SessionID: sid, AccessToken: access, RefreshToken: refresh,
+		AccessExpiresAt: ac.ExpiresAt, RefreshExpiresAt: rc.ExpiresAt,
+	}, rc, nil
+}
+
+// Refresh exchanges a refresh token for a new pair of the same session and retires the
+// presented one. Errors wrap ErrInvalidToken: a bad or expired token, an access token,
+// ErrSessionRevoked for a logged-out session, and ErrRefreshReuse when the token was
+// already retired, in which case the whole session is revoked (within RefreshGrace of
+// the rotation that retired it, the token is refused but the session kept).
+func (s *Service) Refresh(ctx context.Context, c Client, refreshToken string) (Tokens, error) {
+	claims, err := s.issuer.Verify(refreshToken, RefreshToken)
+	if err != nil {
+		return Tokens{}, err
+	}
+	now := s.clock()
+	sess, err := s.store.Session(ctx, claims.SessionID)
+	if errors.Is(err, ErrNotFound) {
+		return Tokens{}, fmt.Errorf("%w: unknown session", ErrInvalidToken)
+	}
+	if err != nil {
+		return Tokens{}, fmt.Errorf("auth: refresh: %w", err)
+	}
+	if sess.UserID != claims.UserID {
+		return Tokens{}, fmt.Errorf("%w: session of another user", ErrInvalidToken)
+	}
+	if sess.Revoked() {
+		s.record(ctx, c, Activity{UserID: sess.UserID, Action: ActionRefresh, Detail: "session revoked"})
+		return Tokens{}, ErrSessionRevoked
+	}
+	presented := hashJTI(claims.ID)
+	if subtle.ConstantTimeCompare(presented, sess.RefreshHash) != 1 {
+		return Tokens{}, s.retired(ctx, c, sess, presented, now)
+	}
+	t, rc, err := s.issuePair(sess.UserID, sess.ID)
+	if err != nil {
+		return Tokens{}, err
+	}
+	err = s.store.RotateSession(ctx, sess.ID, presented, hashJTI(rc.ID), rc.ExpiresAt.UTC(), now)
+	if errors.Is(err, ErrConflict) {
+		// Revoked or rotated meanwhile: look again to tell which.
+		cur, gerr := s.store.Session(ctx, sess.ID)
+		if gerr != nil {
+			return Tokens{}, fmt.Errorf("auth: refresh: %w", gerr)
+		}
+		if cur.Revoked() {
+			return Tokens{}, ErrSessionRevoked
+		}
+		return Tokens{}, s.retired(ctx, c, cur, presented, now)
+	}
+	if err != nil {
+		return Tokens{}, fmt.Errorf("auth: refresh: %w", err)
+	}
+	s.record(ctx, c, Activity{UserID: sess.UserID, Action: ActionRefresh, Success: true})
+	return t, nil
+}
+
+// retired handles a validly signed refresh token of sess that is not its current one.
+func (s *Service) retired(ctx context.Context, c Client, sess Session, presented []byte, now time.Time) error {
+	if s.grace > 0 && subtle.ConstantTimeCompare(presented, sess.PrevHash) == 1 && now.Sub(sess.RotatedAt) <= s.grace {
+		return fmt.Errorf("%w: refresh token superseded", ErrInvalidToken)
+	}
+	if err := s.store.RevokeSession(ctx, sess.ID, now); err != nil {
+		return fmt.Errorf("auth: revoke reused session: %w", err)
+	}
+	s.log.Warn("auth: refresh token reuse; session revoked", "user", sess.UserID, "session", sess.ID)
+	s.record(ctx, c, Activity{UserID: sess.UserID, Action: ActionRefreshReuse, Detail: "session revoked"})
+	return ErrRefreshReuse
+}
+
+// Logout revokes the session of the verified access-token claims. Logging out a session
+// that is already revoked or gone returns nil.
+func (s *Service) Logout(ctx context.Context, c Client, claims Claims) error {
+	err := s.store.RevokeSession(ctx, claims.SessionID, s.clock())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("auth: logout: %w", err)
+	}
+	s.record(ctx, c, Activity{UserID: claims.UserID, Action: ActionLogout, Success: true})
+	return nil
+}
+
+// ChangePassword replaces the user's password after checking the current one, and
+// revokes every other session of the user (keep, usually the caller's session, stays).
+// Errors: ErrInvalidCredentials for a wrong current password, a *PolicyError for a weak
+// new one, ErrNotFound for an unknown user, or a store error.
+func (s *Service) ChangePassword(ctx context.Context, c Client, userID, keep ecoid.ID, current, next string) error {
+	now := s.clock()
+	hash, err := s.store.PasswordHash(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("auth: change password: %w", err)
+	}
+	if _, err := s.hasher.Verify(hash, current); err != nil {
+		s.record(ctx, c, Activity{UserID: userID, Action: ActionPasswordChange, Detail: "wrong current password"})
+		return ErrInvalidCredentials
+	}
+	if err := s.policy.Validate(next); err != nil {
+		return err
+	}
+	nh, err := s.hasher.Hash(next)
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetPasswordHash(ctx, userID, nh, now); err != nil {
+		return fmt.Errorf("auth: change password: %w", err)
+	}
+	if _, err := s.store.RevokeUserSessions(ctx, userID, keep, now); err != nil {
+		return fmt.Errorf("auth: change password: revoke sessions: %w", err)
+	}
+	s.record(ctx, c, Activity{UserID: userID, Action: ActionPasswordChange, Success: true})
+	return nil
+}
+
+// UserByID returns the user or an error wrapping ErrNotFound.
+func (s *Service) UserByID(ctx context.Context, id ecoid.ID) (User, error) {
+	return s.store.UserByID(ctx, id)
+}
+
+// UserByEmail normalises email and returns its user, an error wrapping ErrInvalidEmail,
+// or one wrapping ErrNotFound.
+func (s *Service) UserByEmail(ctx context.Context, email string) (User, error) {
+	norm, err := NormalizeEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	return s.store.UserByEmail(ctx, norm)
+}
+
+// GrantAccess gives the user role on the project, replacing an earlier role. It returns
+// ErrInvalidRole for an unknown role and ErrNotFound for an unknown user.
+func (s *Service) GrantAccess(ctx context.Context, c Client, userID, projectID ecoid.ID, role Role) error {
+	if !role.Valid() {
+		return fmt.Errorf("%w: %q", ErrInvalidRole, role)
+	}
+	if err := s.store.GrantAccess(ctx, Grant{UserID: userID, ProjectID: projectID, Role: role, GrantedAt: s.clock()}); err != nil {
+		return fmt.Errorf("auth: grant access: %w", err)
+	}
+	s.record(ctx, c, Activity{UserID: userID, Action: ActionAccessGrant, Success: true, Detail: string(projectID) + " " + string(role)})
+	return nil
+}
+
+// RevokeAccess removes the user's role on the project; revoking nothing returns nil.
+func (s *Service) RevokeAccess(ctx context.Context, c Client, userID, projectID ecoid.ID) error {
+	if err := s.store.RevokeAccess(ctx, userID, projectID); err != nil {
+		return fmt.Errorf("auth: revoke access: %w", err)
+	}
+	s.record(ctx, c, Activity{UserID: userID, Action: ActionAccessRevoke, Success: true, Detail: string(projectID)})
+	return nil
+}
+
+// CheckAccess returns nil when the user's role on the project satisfies need (owner >
+// admin > member > viewer), ErrForbidden when it does not or there is no grant, and a
+// store error otherwise.
+func (s *Service) CheckAccess(ctx context.Context, userID, projectID ecoid.ID, need Role) error {
+	g, err := s.store.Access(ctx, userID, projectID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrForbidden
+	}
+	if err != nil {
+		return fmt.Errorf("auth: check access: %w", err)
+	}
+	if !g.Role.Satisfies(need) {
+		return ErrForbidden
+	}
+	return nil
+}
+
+// Activities returns the user's newest activity-log entries first, at most limit
+// (≤ 0 means 100).
+func (s *Service) Activities(ctx context.Context, userID ecoid.ID, limit int) ([]Activity, error) {
+	return s.store.Activities(ctx, userID, limit)
+}
+
+// record appends to the activity log; a failure is logged, never returned, so that the
+// log cannot turn a login into an error.
+func (s *Service) record(ctx context.Context, c Client, a Activity) {
+	a.ID = ecoid.New(ecoid.Event)
+	a.IP, a.UserAgent = c.IP, c.UserAgent
+	a.At = s.clock()
+	if err := s.store.LogActivity(context.WithoutCancel(ctx), a); err != nil {
+		s.log.Warn("auth: activity log write failed", "action", a.Action, "err", err)
+	}
+}
+
+// hashJTI is what sessions store instead of refresh tokens.
+func hashJTI(jti string) []byte {
+	h := sha256.Sum256([]byte(jti))
+	return h[:]
+}
