@@ -150,7 +150,7 @@ func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Clai
 	if !userID.Valid() || !sessionID.Valid() {
 		return "", Claims{}, errors.New("auth: issue: invalid user or session ID")
 	}
-	now := is.now().Truncate(time.Second)
+	now := is.now().UTC().Truncate(time.Second)
 	c := Claims{
 		UserID:    userID,
 		SessionID: sessionID,
@@ -214,13 +214,13 @@ func (is *Issuer) Verify(token string, want TokenType) (Claims, error) {
 		ID:        wire.ID,
 		Issuer:    wire.Issuer,
 		Audience:  is.audience,
-		ExpiresAt: wire.ExpiresAt.Time,
+		ExpiresAt: wire.ExpiresAt.UTC(),
 	}
 	if wire.IssuedAt != nil {
-		c.IssuedAt = wire.IssuedAt.Time
+		c.IssuedAt = wire.IssuedAt.UTC()
 	}
 	if wire.NotBefore != nil {
-		c.NotBefore = wire.NotBefore.Time
+		c.NotBefore = wire.NotBefore.UTC()
 	}
 	return c, nil
 }
