@@ -16,6 +16,8 @@ type app struct {
 	cfg config
 	log *slog.Logger
 	db  *sqlx.DB // nil with in-memory stores
+
+	authState // accounts and sessions: auth.go
 }
 
 // newApp opens the stores the configuration names and builds the services over them.
@@ -33,6 +35,10 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 		a.db = db
+	}
+	if err := a.initAuth(); err != nil {
+		a.close()
+		return nil, err
 	}
 	return a, nil
 }

@@ -11,6 +11,12 @@ type config struct {
 	Addr        string // -addr; default 127.0.0.1:8080
 	PostgresDSN string // -postgres or DATABASE_URL; empty: in-memory stores
 	RedisAddr   string // -redis; empty: the limiter of the chosen store
+
+	// Auth settings (see auth.go).
+	JWTSecret       []byte   // NEXUS_JWT_SECRET; empty: a random secret per process (logged warning)
+	Admins          []string // NEXUS_ADMINS: comma-separated emails, normalised
+	InsecureCookies bool     // NEXUS_INSECURE_COOKIES=1: cookies without Secure, for local HTTP
+	BcryptCost      int      // NEXUS_BCRYPT_COST; 0: auth's default (10)
 }
 
 // parseConfig reads flags, falling back to environment variables where DESIGN.md names
@@ -27,6 +33,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("flags: unexpected argument %q", fs.Arg(0))
+	}
+	if err := parseAuthConfig(&cfg, getenv); err != nil {
+		return config{}, err
 	}
 	return cfg, nil
 }

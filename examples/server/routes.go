@@ -14,6 +14,7 @@ import (
 func (a *app) routes() http.Handler {
 	r := newRouter()
 	r.handle("GET /healthz", http.HandlerFunc(a.healthz))
+	a.authRoutes(r)
 	return a.recoverPanics(a.logRequests(r))
 }
 

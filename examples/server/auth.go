@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+)
+
+// authState is the part of app that serves accounts and sessions.
+type authState struct {
+	auth    *auth.Service
+	issuer  *auth.Issuer
+	cookies auth.CookieConfig
+	admins  map[string]bool // normalised emails from NEXUS_ADMINS
+
+	// onRegister runs, in order, after each successful registration and before its
+	// tokens are issued; newApp wiring appends to it (billing creates the free
+	// subscription here). An error undoes the registration and answers 500.
+	onRegister []func(ctx context.Context, u auth.User) error
+}
+
+// parseAuthConfig reads NEXUS_JWT_SECRET, NEXUS_ADMINS, NEXUS_INSECURE_COOKIES and
+// NEXUS_BCRYPT_COST. A secret that is set but shorter than 32 bytes, an admin entry that
+// is not an email, or a bad cost is an error: the server refuses to start.
+func parseAuthConfig(cfg *config, getenv func(string) string) error {
+	if s := getenv("NEXUS_JWT_SECRET"); s != "" {
+		if len(s) < auth.MinSecretBytes {
+			return fmt.Errorf("NEXUS_JWT_SECRET is %d bytes; it must be at least %d (or unset for a random one)", len(s), auth.MinSecretBytes)
+		}
+		cfg.JWTSecret = []byte(s)
+	}
+	for _, e := range strings.Split(getenv("NEXUS_ADMINS"), ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		norm, err := auth.NormalizeEmail(e)
+		if err != nil {
+			return fmt.Errorf("NEXUS_ADMINS: %q is not an email address", e)
+		}
+		cfg.Admins = append(cfg.Admins, norm)
+	}
+	switch v := getenv("NEXUS_INSECURE_COOKIES"); v {
+	case "", "0", "false":
+	case "1", "true":
+		cfg.InsecureCookies = true
+	default:
+		return fmt.Errorf("NEXUS_INSECURE_COOKIES: want 1 or 0, got %q", v)
+	}
+	if v := getenv("NEXUS_BCRYPT_COST"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 4 || n > 31 {
+			return fmt.Errorf("NEXUS_BCRYPT_COST: want 4..31, got %q", v)
+		}
+		cfg.BcryptCost = n
+	}
+	return nil
+}
+
+// initAuth builds the auth service over the chosen store.
+func (a *app) initAuth() error {
+	secret := a.cfg.JWTSecret
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		_, _ = rand.Read(secret)
+		a.log.Warn("NEXUS_JWT_SECRET is unset: using a random secret, so tokens do not survive a restart or work across instances")
+	}
+	issuer, err := auth.NewIssuer(auth.IssuerConfig{Secret: secret})
+	if err != nil {
+		return err
+	}
+	var store auth.Store = memory.NewAuthStore()
+	if a.db != nil {
+		store = postgres.NewAuthStore(a.db)
+	}
+	svc, err := auth.NewService(auth.Config{
+		Store:      store,
+		Issuer:     issuer,
+		BcryptCost: a.cfg.BcryptCost,
+		Logger:     a.log,
+		OnRegister: func(ctx context.Context, u auth.User) error {
+			for _, f := range a.onRegister {
+				if err := f(ctx, u); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.auth, a.issuer = svc, issuer
+	a.cookies = auth.CookieConfig{Insecure: a.cfg.InsecureCookies}
+	a.admins = map[string]bool{}
+	for _, e := range a.cfg.Admins {
+		a.admins[e] = true
+	}
+	return nil
+}
+
+// authRoutes registers /api/auth/*.
+func (a *app) authRoutes(r *router) {
+	r.handle("POST /api/auth/register", http.HandlerFunc(a.register))
+	r.handle("POST /api/auth/login", http.HandlerFunc(a.login))
+	r.handle("POST /api/auth/refresh", http.HandlerFunc(a.refresh))
+	r.handle("POST /api/auth/logout", a.requireUser(http.HandlerFunc(a.logout)))
+}
+
+// requireUser admits requests with a valid access token (Bearer header or cookie) and
+// answers 401 otherwise. Inside, currentUser(r) is the caller.
+func (a *app) requireUser(h http.Handler) http.Handler {
+	return auth.RequireUser(a.issuer, a.cookies)(h)
+}
+
+// currentUser returns the user of a request that passed requireUser (empty otherwise).
+func currentUser(r *http.Request) ecoid.ID {
+	c, _ := auth.UserFrom(r.Context())
+	return c.UserID
+}
+
+// requireAdmin admits users whose email is in NEXUS_ADMINS: 401 without a valid user,
+// 403 forbidden for anyone else.
+func (a *app) requireAdmin(h http.Handler) http.Handler {
+	return a.requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := a.auth.UserByID(r.Context(), currentUser(r))
+		switch {
+		case errors.Is(err, auth.ErrNotFound):
+			httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "the account no longer exists")
+			return
+		case err != nil:
+			a.authInternalError(w, r, err)
+			return
+		case !a.admins[u.Email]:
+			httpjson.WriteError(w, http.StatusForbidden, "forbidden", "administrators only")
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// authUserJSON is the public shape of a user.
+type authUserJSON struct {
+	ID       ecoid.ID `json:"id"`
+	Email    string   `json:"email"`
+	FullName string   `json:"full_name"`
+}
+
+type authSessionJSON struct {
+	User         authUserJSON `json:"user"`
+	AccessToken  string   `json:"access_token"`
+	RefreshToken string   `json:"refresh_token"`
+}
+
+func (a *app) writeSession(w http.ResponseWriter, status int, res auth.Result) {
+	auth.SetTokenCookies(w, res.Tokens, a.cookies)
+	httpjson.Write(w, status, authSessionJSON{
+		User:        authUserJSON{ID: res.User.ID, Email: res.User.Email, FullName: res.User.FullName},
+		AccessToken: res.AccessToken, RefreshToken: res.RefreshToken,
+	})
+}
+
+// register: POST /api/auth/register {email,password,full_name}.
+func (a *app) register(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+		FullName string `json:"full_name"`
+	}
+	if err := httpjson.Decode(w, r, &in); err != nil {
+		httpjson.WriteDecodeError(w, err)
+		return
+	}
+	res, err := a.auth.Register(r.Context(), auth.ClientFromRequest(r), in.Email, in.Password, in.FullName)
+	if err != nil {
+		a.authError(w, r, err)
+		return
+	}
+	a.writeSession(w, http.StatusCreated, res)
+}
+
+// login: POST /api/auth/login {email,password}.
+func (a *app) login(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := httpjson.Decode(w, r, &in); err != nil {
+		httpjson.WriteDecodeError(w, err)
+		return
+	}
+	res, err := a.auth.Login(r.Context(), auth.ClientFromRequest(r), in.Email, in.Password)
+	if err != nil {
+		a.authError(w, r, err)
+		return
+	}
+	a.writeSession(w, http.StatusOK, res)
+}
+
+// refresh: POST /api/auth/refresh with {refresh_token} or the refresh cookie.
+func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if r.ContentLength != 0 {
+		if err := httpjson.Decode(w, r, &in); err != nil {
+			httpjson.WriteDecodeError(w, err)
+			return
+		}
+	}
+	token := in.RefreshToken
+	if token == "" {
+		token = auth.RefreshTokenFromCookie(r, a.cookies)
+	}
+	if token == "" {
+		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_token", "no refresh token in the body or cookie")
+		return
+	}
+	t, err := a.auth.Refresh(r.Context(), auth.ClientFromRequest(r), token)
+	if err != nil {
+		a.authError(w, r, err)
+		return
+	}
+	auth.SetTokenCookies(w, t, a.cookies)
+	httpjson.Write(w, http.StatusOK, map[string]string{"access_token": t.AccessToken, "refresh_token": t.RefreshToken})
+}
+
+// logout: POST /api/auth/logout revokes the caller's session and clears the cookies.
+func (a *app) logout(w http.ResponseWriter, r *http.Request) {
+	claims, _ := auth.UserFrom(r.Context())
+	if err := a.auth.Logout(r.Context(), auth.ClientFromRequest(r), claims); err != nil {
+		a.authInternalError(w, r, err)
+		return
+	}
+	auth.ClearTokenCookies(w, a.cookies)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// authError maps auth errors to the contract's status codes and error codes.
+func (a *app) authError(w http.ResponseWriter, r *http.Request, err error) {
+	var pe *auth.PolicyError
+	var te *auth.ThrottledError
+	switch {
+	case errors.As(err, &pe):
+		httpjson.WriteError(w, http.StatusBadRequest, "weak_password", strings.TrimPrefix(pe.Error(), "auth: "))
+	case errors.Is(err, auth.ErrInvalidEmail):
+		httpjson.WriteError(w, http.StatusBadRequest, "invalid_email", "email must be a plain address such as ann@example.com, at most 254 bytes")
+	case errors.Is(err, auth.ErrInvalidName):
+		httpjson.WriteError(w, http.StatusBadRequest, "invalid_full_name", strings.TrimPrefix(err.Error(), "auth: "))
+	case errors.Is(err, auth.ErrEmailTaken):
+		httpjson.WriteError(w, http.StatusConflict, "email_taken", "an account with this email exists")
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_credentials", "invalid email or password")
+	case errors.As(err, &te):
+		w.Header().Set("Retry-After", strconv.Itoa(auth.RetryAfterSeconds(te.RetryAfter)))
+		httpjson.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed logins for this email; retry later")
+	case errors.Is(err, auth.ErrRefreshReuse):
+		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_token", "refresh token already used; the session has been revoked")
+	case errors.Is(err, auth.ErrInvalidToken):
+		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_token", "invalid, expired or revoked refresh token")
+	default:
+		a.authInternalError(w, r, err)
+	}
+}
+
+// authInternalError logs err and answers 500 without internals.
+func (a *app) authInternalError(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
+}
