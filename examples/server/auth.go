@@ -157,8 +157,8 @@ type authUserJSON struct {
 
 type authSessionJSON struct {
 	User         authUserJSON `json:"user"`
-	AccessToken  string   `json:"access_token"`
-	RefreshToken string   `json:"refresh_token"`
+	AccessToken  string       `json:"access_token"`
+	RefreshToken string       `json:"refresh_token"`
 }
 
 func (a *app) writeSession(w http.ResponseWriter, status int, res auth.Result) {
