@@ -14,6 +14,8 @@ import (
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -23,15 +25,14 @@ var client = auth.Client{IP: "192.0.2.10", UserAgent: "test/1"}
 
 type fixture struct {
 	svc   *auth.Service
-	store *memory.AuthStore
+	store auth.Store
 	clock *fakeClock
 }
 
 func newFixture(t testing.TB, edit ...func(*auth.Config)) *fixture {
 	t.Helper()
 	clock := newClock()
-	store := memory.NewAuthStore()
-	cfg := auth.Config{Store: store, Issuer: newIssuer(t, clock), BcryptCost: bcrypt.MinCost, Now: clock.Now}
+	cfg := auth.Config{Store: memory.NewAuthStore(), Issuer: newIssuer(t, clock), BcryptCost: bcrypt.MinCost, Now: clock.Now}
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -39,7 +40,17 @@ func newFixture(t testing.TB, edit ...func(*auth.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{svc: svc, store: store, clock: clock}
+	return &fixture{svc: svc, store: cfg.Store, clock: clock}
+}
+
+// eachStore runs a service test on the memory store and, when NEXUS_TEST_POSTGRES is set,
+// on a fresh PostgreSQL schema.
+func eachStore(t *testing.T, test func(t *testing.T, useStore func(*auth.Config))) {
+	t.Run("memory", func(t *testing.T) { test(t, func(*auth.Config) {}) })
+	t.Run("postgres", func(t *testing.T) {
+		db := pgtest.New(t)
+		test(t, func(c *auth.Config) { c.Store = postgres.NewAuthStore(db) })
+	})
 }
 
 func (f *fixture) register(t testing.TB, email string) auth.Result {
@@ -73,9 +84,11 @@ func policyRules(p auth.Policy) []bool {
 	return []bool{p.MinLength == 12, p.RequireUpper, p.RequireLower, p.RequireDigit, p.RequireSymbol}
 }
 
-func TestRegisterLoginRefreshLogout(t *testing.T) {
+func TestRegisterLoginRefreshLogout(t *testing.T) { eachStore(t, testRegisterLoginRefreshLogout) }
+
+func testRegisterLoginRefreshLogout(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	res := f.register(t, " Ann@Example.com ")
 	if res.User.Email != "ann@example.com" || res.User.FullName != "Ann Example" || res.User.ID.Type() != ecoid.User {
 		t.Fatalf("registered %+v", res.User)
@@ -126,9 +139,11 @@ func TestRegisterLoginRefreshLogout(t *testing.T) {
 	}
 }
 
-func TestRegisterErrors(t *testing.T) {
+func TestRegisterErrors(t *testing.T) { eachStore(t, testRegisterErrors) }
+
+func testRegisterErrors(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	f.register(t, "taken@example.com")
 	if _, err := f.svc.Register(ctx, client, "TAKEN@example.com", goodPassword, ""); !errors.Is(err, auth.ErrEmailTaken) {
 		t.Errorf("taken: %v", err)
@@ -153,7 +168,11 @@ func TestRegisterErrors(t *testing.T) {
 }
 
 func TestConcurrentRegistrationCreatesOneAccount(t *testing.T) {
-	f := newFixture(t)
+	eachStore(t, testConcurrentRegistrationCreatesOneAccount)
+}
+
+func testConcurrentRegistrationCreatesOneAccount(t *testing.T, st func(*auth.Config)) {
+	f := newFixture(t, st)
 	const n = 32
 	var ok, taken atomic.Int32
 	var wg sync.WaitGroup
@@ -330,9 +349,11 @@ func mustUser(t *testing.T, f *fixture, email string) auth.User {
 	return u
 }
 
-func TestLoginRehashesOldCost(t *testing.T) {
+func TestLoginRehashesOldCost(t *testing.T) { eachStore(t, testLoginRehashesOldCost) }
+
+func testLoginRehashesOldCost(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	res := f.register(t, "ann@example.com")
 	old, _ := bcrypt.GenerateFromPassword([]byte(goodPassword), bcrypt.MinCost+1)
 	if err := f.store.SetPasswordHash(ctx, res.User.ID, string(old), f.clock.Now()); err != nil {
@@ -350,9 +371,11 @@ func TestLoginRehashesOldCost(t *testing.T) {
 	}
 }
 
-func TestRefreshReuseRevokesSession(t *testing.T) {
+func TestRefreshReuseRevokesSession(t *testing.T) { eachStore(t, testRefreshReuseRevokesSession) }
+
+func testRefreshReuseRevokesSession(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	res := f.register(t, "ann@example.com")
 	p1, err := f.svc.Refresh(ctx, client, res.RefreshToken)
 	if err != nil {
@@ -381,7 +404,11 @@ func TestRefreshReuseRevokesSession(t *testing.T) {
 }
 
 func TestConcurrentRefreshOfOneTokenRotatesOnce(t *testing.T) {
-	f := newFixture(t)
+	eachStore(t, testConcurrentRefreshOfOneTokenRotatesOnce)
+}
+
+func testConcurrentRefreshOfOneTokenRotatesOnce(t *testing.T, st func(*auth.Config)) {
+	f := newFixture(t, st)
 	res := f.register(t, "ann@example.com")
 	const n = 8
 	var ok atomic.Int32
@@ -403,9 +430,11 @@ func TestConcurrentRefreshOfOneTokenRotatesOnce(t *testing.T) {
 	}
 }
 
-func TestRefreshGrace(t *testing.T) {
+func TestRefreshGrace(t *testing.T) { eachStore(t, testRefreshGrace) }
+
+func testRefreshGrace(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t, func(c *auth.Config) { c.RefreshGrace = 10 * time.Second })
+	f := newFixture(t, st, func(c *auth.Config) { c.RefreshGrace = 10 * time.Second })
 	res := f.register(t, "ann@example.com")
 	p1, err := f.svc.Refresh(ctx, client, res.RefreshToken)
 	if err != nil {
@@ -425,8 +454,12 @@ func TestRefreshGrace(t *testing.T) {
 }
 
 func TestRefreshRejectsForeignAndExpiredTokens(t *testing.T) {
+	eachStore(t, testRefreshRejectsForeignAndExpiredTokens)
+}
+
+func testRefreshRejectsForeignAndExpiredTokens(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	res := f.register(t, "ann@example.com")
 	// A validly signed token for a session that does not exist.
 	tok, _, _ := f.svc.Issuer().Issue(auth.RefreshToken, res.User.ID, ecoid.New(ecoid.Session))
@@ -445,8 +478,12 @@ func TestRefreshRejectsForeignAndExpiredTokens(t *testing.T) {
 }
 
 func TestChangePasswordRevokesOtherSessions(t *testing.T) {
+	eachStore(t, testChangePasswordRevokesOtherSessions)
+}
+
+func testChangePasswordRevokesOtherSessions(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	res := f.register(t, "ann@example.com")
 	other, _ := f.svc.Login(ctx, client, "ann@example.com", goodPassword)
 	const next = "Brand-New-Pass-7"
@@ -476,9 +513,11 @@ func TestChangePasswordRevokesOtherSessions(t *testing.T) {
 	}
 }
 
-func TestProjectAccess(t *testing.T) {
+func TestProjectAccess(t *testing.T) { eachStore(t, testProjectAccess) }
+
+func testProjectAccess(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	u := f.register(t, "ann@example.com").User
 	prj := ecoid.New(ecoid.Project)
 	if err := f.svc.CheckAccess(ctx, u.ID, prj, auth.RoleViewer); err != auth.ErrForbidden {
@@ -511,9 +550,11 @@ func TestProjectAccess(t *testing.T) {
 
 // TestActivityLogHasNoSecrets runs every logged action and checks that no password,
 // token or hash reaches the log.
-func TestActivityLogHasNoSecrets(t *testing.T) {
+func TestActivityLogHasNoSecrets(t *testing.T) { eachStore(t, testActivityLogHasNoSecrets) }
+
+func testActivityLogHasNoSecrets(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixture(t, st)
 	res := f.register(t, "ann@example.com")
 	_, _ = f.svc.Login(ctx, client, "ann@example.com", "Wrong-Horse-9")
 	login, _ := f.svc.Login(ctx, client, "ann@example.com", goodPassword)
