@@ -15,7 +15,12 @@ import (
 
 var _ auth.Store = (*AuthStore)(nil)
 
-// AuthStore implements auth.Store in memory. It is safe for concurrent use.
+// MaxActivities bounds the in-memory activity log: when it is full, the oldest half is
+// dropped, so a long-running demo cannot grow without limit.
+const MaxActivities = 100_000
+
+// AuthStore implements auth.Store in memory. It is safe for concurrent use. The activity
+// log keeps at most MaxActivities entries.
 type AuthStore struct {
 	mu         sync.RWMutex
 	users      map[ecoid.ID]auth.User
@@ -244,6 +249,9 @@ func (s *AuthStore) ProjectGrants(_ context.Context, projectID ecoid.ID) ([]auth
 func (s *AuthStore) LogActivity(_ context.Context, a auth.Activity) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.activities) >= MaxActivities {
+		s.activities = append(s.activities[:0], s.activities[len(s.activities)-MaxActivities/2:]...)
+	}
 	s.activities = append(s.activities, a)
 	return nil
 }
