@@ -45,6 +45,24 @@ func testAuth(t *testing.T, newStores NewStores) {
 	}
 }
 
+// authAllAtOnce runs f(0..n-1) in n goroutines released together and returns their errors.
+func authAllAtOnce(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
 // authTime is a fixed instant at the microsecond precision every store keeps.
 var authTime = time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
 
@@ -86,17 +104,10 @@ func authEmailTaken(t *testing.T, s auth.Store) {
 
 func authConcurrentCreate(t *testing.T, s auth.Store) {
 	const n = 16
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u := auth.User{ID: ecoid.New(ecoid.User), Email: "race@example.com", CreatedAt: authTime}
-			errs[i] = s.CreateUser(context.Background(), u, "h")
-		}()
-	}
-	wg.Wait()
+	errs := authAllAtOnce(n, func(int) error {
+		u := auth.User{ID: ecoid.New(ecoid.User), Email: "race@example.com", CreatedAt: authTime}
+		return s.CreateUser(context.Background(), u, "h")
+	})
 	ok := 0
 	for _, err := range errs {
 		switch {
@@ -252,17 +263,9 @@ func authConcurrentRotate(t *testing.T, s auth.Store) {
 	ctx := context.Background()
 	u := authUser(t, s, "crot@example.com")
 	sess := authSession(t, s, u.ID)
-	const n = 12
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.RotateSession(ctx, sess.ID, sess.RefreshHash, []byte(fmt.Sprintf("next-%d", i)), authTime, authTime)
-		}()
-	}
-	wg.Wait()
+	errs := authAllAtOnce(12, func(i int) error {
+		return s.RotateSession(ctx, sess.ID, sess.RefreshHash, []byte(fmt.Sprintf("next-%d", i)), authTime, authTime)
+	})
 	won := -1
 	for i, err := range errs {
 		switch {
