@@ -2,9 +2,10 @@ package memory_test
 
 import (
 	"testing"
+	"time"
 
+	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
-
 	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
@@ -12,6 +13,8 @@ func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storagetest.Stores {
 		return storagetest.Stores{
 			Auth: memory.NewAuthStore(),
+			APIKeys: memory.NewKeyStore(),
+			Limiter: func(now func() time.Time) apikey.Limiter { return memory.NewLimiter(memory.WithClock(now)) },
 		}
 	})
 }

@@ -8,7 +8,9 @@ package storagetest
 
 import (
 	"testing"
+	"time"
 
+	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/auth"
 )
 
@@ -19,6 +21,11 @@ type Stores struct {
 
 	// Auth is the auth.Store under test (users, sessions, grants, activity log).
 	Auth auth.Store
+
+	// APIKeys is the apikey.Store under test.
+	APIKeys apikey.Store
+	// Limiter returns the apikey.Limiter under test, reading time from now.
+	Limiter func(now func() time.Time) apikey.Limiter
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -29,4 +36,6 @@ type NewStores func(t *testing.T) Stores
 func Run(t *testing.T, newStores NewStores) {
 	t.Helper()
 	t.Run("auth", func(t *testing.T) { testAuth(t, newStores) })
+	t.Run("apikey", func(t *testing.T) { testAPIKeys(t, newStores) })
+	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 }

@@ -1,0 +1,120 @@
+package apikey
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+)
+
+// entry is one cached answer of the store: a record, or "not found". Entries are
+// immutable once cached, except for the last-use bookkeeping.
+type entry struct {
+	id       ecoid.ID
+	rec      Record
+	notFound bool
+	fetched  int64 // Unix nanoseconds
+	expires  int64 // Unix nanoseconds
+
+	lastUsed atomic.Int64 // Unix microseconds of the latest verification
+	queued   atomic.Bool  // waiting in the last_used_at queue
+}
+
+// matches reports whether h is the key's hash, or its previous hash during a rotation's
+// grace period. Both comparisons run, in constant time.
+func (e *entry) matches(h Hash, now time.Time) bool {
+	cur := e.rec.Hash.Equal(h)
+	prev := !e.rec.PrevHash.IsZero() && e.rec.PrevHash.Equal(h) && now.Before(e.rec.PrevValidUntil)
+	return cur || prev
+}
+
+const cacheShards = 64
+
+// cache is a bounded map from key ID to entry, in shards with their own lock. A shard
+// that is full drops an expired entry, or else an arbitrary one.
+type cache struct {
+	seed     maphash.Seed
+	perShard int
+	shards   [cacheShards]cacheShard
+}
+
+type cacheShard struct {
+	mu    sync.RWMutex
+	m     map[ecoid.ID]*entry
+	epoch uint64 // bumped by remove, so a lookup racing with it does not cache stale data
+	_     [40]byte
+}
+
+func newCache(size int) *cache {
+	c := &cache{seed: maphash.MakeSeed(), perShard: max(1, (size+cacheShards-1)/cacheShards)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[ecoid.ID]*entry)
+	}
+	return c
+}
+
+func (c *cache) shard(id ecoid.ID) *cacheShard {
+	return &c.shards[maphash.String(c.seed, string(id))%cacheShards]
+}
+
+func (c *cache) get(id ecoid.ID) *entry {
+	sh := c.shard(id)
+	sh.mu.RLock()
+	e := sh.m[id]
+	sh.mu.RUnlock()
+	return e
+}
+
+// epoch returns the shard's invalidation counter, to pass to put.
+func (c *cache) epoch(id ecoid.ID) uint64 {
+	sh := c.shard(id)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.epoch
+}
+
+// put caches e unless the shard saw a remove since epoch was read.
+func (c *cache) put(id ecoid.ID, e *entry, epoch uint64, now int64) {
+	sh := c.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.epoch != epoch {
+		return
+	}
+	if _, ok := sh.m[id]; !ok && len(sh.m) >= c.perShard {
+		victim, seen := ecoid.ID(""), 0
+		for k, old := range sh.m { // map iteration starts at a random place
+			if victim == "" || old.expires <= now {
+				victim = k
+			}
+			if seen++; old.expires <= now || seen == 8 {
+				break
+			}
+		}
+		delete(sh.m, victim)
+	}
+	sh.m[id] = e
+}
+
+// remove drops id and makes lookups that started before it not cache their answer.
+func (c *cache) remove(id ecoid.ID) {
+	sh := c.shard(id)
+	sh.mu.Lock()
+	delete(sh.m, id)
+	sh.epoch++
+	sh.mu.Unlock()
+}
+
+// len returns the number of cached entries.
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}

@@ -1,0 +1,296 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+)
+
+// Verifier checks a plain key; *Service is one.
+type Verifier interface {
+	Verify(ctx context.Context, plain string) (Key, error)
+}
+
+type contextKey struct{ name string }
+
+var keyContextKey = &contextKey{"apikey"}
+
+// NewContext returns a copy of ctx that carries k; Authenticate does this.
+func NewContext(ctx context.Context, k Key) context.Context {
+	return context.WithValue(ctx, keyContextKey, &k)
+}
+
+// KeyFrom returns the key Authenticate put in ctx, and whether there is one.
+func KeyFrom(ctx context.Context) (Key, bool) {
+	k, ok := ctx.Value(keyContextKey).(*Key)
+	if !ok {
+		return Key{}, false
+	}
+	return *k, true
+}
+
+// ParseAuthorization extracts the key from an Authorization header value of the form
+// "ApiKey <key>" or "Bearer <key>" (scheme case-insensitive, one or more spaces after
+// it, surrounding spaces and tabs ignored). It returns false when the value has another
+// scheme, no credentials, or credentials with whitespace or control characters inside.
+// It does not check the key itself: Parse does.
+func ParseAuthorization(h string) (string, bool) {
+	h = strings.Trim(h, " \t")
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !(strings.EqualFold(scheme, "ApiKey") || strings.EqualFold(scheme, "Bearer")) {
+		return "", false
+	}
+	rest = strings.TrimLeft(rest, " ")
+	if rest == "" {
+		return "", false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c <= ' ' || c == 0x7f {
+			return "", false
+		}
+	}
+	return rest, true
+}
+
+// AuthOptions configure Authenticate. The zero value gives the defaults.
+type AuthOptions struct {
+	// OnError answers a request whose key is missing or fails verification. err wraps
+	// ErrMissing, ErrMalformed, ErrInvalidKey, ErrRevoked, ErrExpired, or is a store
+	// error. The default, WriteAuthError, answers 401 (503 for a store error).
+	OnError func(w http.ResponseWriter, r *http.Request, err error)
+	// Logger receives store errors (default: discard).
+	Logger *slog.Logger
+}
+
+// ErrMissing is the error Authenticate gives OnError when the request has no usable
+// Authorization header.
+var ErrMissing = errors.New("apikey: missing API key")
+
+// Authenticate returns middleware that requires a valid API key in the Authorization
+// header ("ApiKey <key>" or "Bearer <key>"), verifies it with v, and passes the request
+// on with the key in its context (KeyFrom). Otherwise it calls opts.OnError.
+func Authenticate(v Verifier, opts AuthOptions) func(http.Handler) http.Handler {
+	onError := opts.OnError
+	if onError == nil {
+		onError = WriteAuthError
+	}
+	log := opts.Logger
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			plain, ok := ParseAuthorization(r.Header.Get("Authorization"))
+			if !ok {
+				onError(w, r, ErrMissing)
+				return
+			}
+			k, err := v.Verify(r.Context(), plain)
+			if err != nil {
+				if log != nil && isSystemError(err) {
+					log.LogAttrs(r.Context(), slog.LevelError, "apikey: verify failed", slog.String("err", err.Error()))
+				}
+				onError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), k)))
+		})
+	}
+}
+
+func isSystemError(err error) bool {
+	for _, known := range []error{ErrMissing, ErrMalformed, ErrInvalidKey, ErrRevoked, ErrExpired} {
+		if errors.Is(err, known) {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteAuthError is the default answer of Authenticate: 401 with the code
+// missing_api_key, invalid_api_key, revoked_api_key or expired_api_key and a
+// WWW-Authenticate challenge, or 503 unavailable when the store failed. The message
+// never contains the key.
+func WriteAuthError(w http.ResponseWriter, _ *http.Request, err error) {
+	code, msg := "", ""
+	switch {
+	case errors.Is(err, ErrMissing):
+		code, msg = "missing_api_key", "an API key is required: Authorization: ApiKey <key>"
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrInvalidKey):
+		code, msg = "invalid_api_key", "the API key is not valid"
+	case errors.Is(err, ErrRevoked):
+		code, msg = "revoked_api_key", "the API key has been revoked"
+	case errors.Is(err, ErrExpired):
+		code, msg = "expired_api_key", "the API key has expired"
+	default:
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the key store does not answer; try again")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `ApiKey realm="api"`)
+	httpjson.WriteError(w, http.StatusUnauthorized, code, msg)
+}
+
+// RequireScopes returns middleware that passes on only requests whose key (put in the
+// context by Authenticate) carries every one of scopes. It answers 403
+// insufficient_scope otherwise, and 401 missing_api_key when there is no key in the
+// context (Authenticate is missing from the chain).
+func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			k, ok := r.Context().Value(keyContextKey).(*Key)
+			if !ok {
+				WriteAuthError(w, r, ErrMissing)
+				return
+			}
+			for _, sc := range scopes {
+				if !k.HasScope(sc) {
+					httpjson.WriteError(w, http.StatusForbidden, "insufficient_scope", "the API key lacks the scope "+strconv.Quote(sc))
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// RateLimitOptions configure RateLimit. The zero value gives the defaults.
+type RateLimitOptions struct {
+	// Policy names the limit in the limiter and in the RateLimit-Policy header
+	// (default "default"). Routes with their own policy keep their own counts.
+	Policy string
+	// Limit returns the limit per minute for a key (default: the key's
+	// RateLimitPerMinute, or DefaultRateLimitPerMinute when it is not positive).
+	Limit func(Key) int
+	// FailOpen lets requests through, without rate-limit headers, when the limiter
+	// fails (default false: fail closed, OnError answers).
+	FailOpen bool
+	// OnLimited answers a refused request. The X-RateLimit-*, RateLimit-Policy,
+	// RateLimit and Retry-After headers are set before it is called. The default,
+	// WriteLimited, answers 429 rate_limited. A caller that must undo work done before
+	// the limiter (such as refunding a monthly-quota reservation made by earlier
+	// middleware) does it here and then calls WriteLimited to keep the standard answer.
+	OnLimited func(w http.ResponseWriter, r *http.Request, d Decision)
+	// OnError answers a request when the limiter fails and FailOpen is false. The
+	// default, WriteLimiterError, answers 503 rate_limiter_unavailable.
+	OnError func(w http.ResponseWriter, r *http.Request, err error)
+	// Logger receives limiter errors (default: discard).
+	Logger *slog.Logger
+}
+
+// RateLimit returns middleware that applies each key's own per-minute limit through l,
+// with the key's ID as the subject. Every answer carries X-RateLimit-Limit,
+// X-RateLimit-Remaining, X-RateLimit-Reset (Unix time in seconds when the full limit is
+// back), and the IETF draft headers RateLimit-Policy (`"default";q=100;w=60`) and
+// RateLimit (`"default";r=42;t=17`); a refused request also carries Retry-After (whole
+// seconds, at least 1) and goes to opts.OnLimited. A request without a key in its
+// context (Authenticate missing) is answered 401.
+func RateLimit(l Limiter, opts RateLimitOptions) func(http.Handler) http.Handler {
+	policy := opts.Policy
+	if policy == "" {
+		policy = DefaultPolicy
+	}
+	limitFor := opts.Limit
+	if limitFor == nil {
+		limitFor = func(k Key) int { return k.RateLimitPerMinute }
+	}
+	onLimited := opts.OnLimited
+	if onLimited == nil {
+		onLimited = WriteLimited
+	}
+	onError := opts.OnError
+	if onError == nil {
+		onError = WriteLimiterError
+	}
+	quotedPolicy := strconv.Quote(policy)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			k, ok := r.Context().Value(keyContextKey).(*Key)
+			if !ok {
+				WriteAuthError(w, r, ErrMissing)
+				return
+			}
+			n := limitFor(*k)
+			if n <= 0 {
+				n = DefaultRateLimitPerMinute
+			}
+			limit := Limit{Name: policy, Count: n, Period: time.Minute}
+			d, err := l.Allow(r.Context(), string(k.ID), limit)
+			if err != nil {
+				if opts.Logger != nil {
+					opts.Logger.LogAttrs(r.Context(), slog.LevelError, "apikey: rate limiter failed",
+						slog.String("key_id", string(k.ID)), slog.String("err", err.Error()))
+				}
+				if opts.FailOpen {
+					next.ServeHTTP(w, r)
+					return
+				}
+				onError(w, r, err)
+				return
+			}
+			setHeaders(w.Header(), quotedPolicy, limit, d)
+			if !d.Allowed {
+				onLimited(w, r, d)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// setHeaders writes the rate-limit headers of d.
+func setHeaders(h http.Header, quotedPolicy string, limit Limit, d Decision) {
+	var buf [20]byte
+	resetIn := ceilSeconds(d.ResetAfter)
+	h["X-Ratelimit-Limit"] = []string{string(strconv.AppendInt(buf[:0], int64(d.Limit), 10))}
+	h["X-Ratelimit-Remaining"] = []string{string(strconv.AppendInt(buf[:0], int64(d.Remaining), 10))}
+	h["X-Ratelimit-Reset"] = []string{string(strconv.AppendInt(buf[:0], ceilUnix(d.ResetAt), 10))}
+	b := make([]byte, 0, 64)
+	b = append(b, quotedPolicy...)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, int64(limit.Count), 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, ceilSeconds(limit.Period), 10)
+	h["Ratelimit-Policy"] = []string{string(b)}
+	b = append(b[:0], quotedPolicy...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, resetIn, 10)
+	h["Ratelimit"] = []string{string(b)}
+	if !d.Allowed {
+		h["Retry-After"] = []string{string(strconv.AppendInt(buf[:0], max(1, ceilSeconds(d.RetryAfter)), 10))}
+	}
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+func ceilUnix(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
+// WriteLimited is the default answer to a refused request: 429 rate_limited. The
+// headers are already set by RateLimit.
+func WriteLimited(w http.ResponseWriter, _ *http.Request, d Decision) {
+	httpjson.WriteError(w, http.StatusTooManyRequests, "rate_limited",
+		"rate limit of "+strconv.Itoa(d.Limit)+" requests per minute exceeded; retry after "+
+			strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10)+" s")
+}
+
+// WriteLimiterError is the default answer when the limiter fails: 503
+// rate_limiter_unavailable with Retry-After: 1.
+func WriteLimiterError(w http.ResponseWriter, _ *http.Request, _ error) {
+	w.Header().Set("Retry-After", "1")
+	httpjson.WriteError(w, http.StatusServiceUnavailable, "rate_limiter_unavailable", "the rate limiter does not answer; try again")
+}

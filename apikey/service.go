@@ -1,0 +1,471 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+)
+
+// Defaults of Config and CreateParams.
+const (
+	DefaultRateLimitPerMinute = 60
+	MaxRateLimitPerMinute     = 1_000_000
+	MaxNameLen                = 100
+	MaxScopes                 = 32
+	MaxScopeLen               = 64
+
+	defaultCacheSize       = 10_000
+	defaultCacheTTL        = 30 * time.Second
+	defaultNegativeTTL     = 5 * time.Second
+	defaultMismatchRefresh = time.Second
+	defaultUsedInterval    = 5 * time.Second
+	defaultUsedBatch       = 500
+)
+
+// Config tunes a Service. The zero value of every field means the default it names.
+type Config struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives warnings about failed background writes (default: discard).
+	// Secrets and hashes are never logged.
+	Logger *slog.Logger
+	// CacheSize bounds how many keys the verify cache holds (default 10,000).
+	CacheSize int
+	// CacheTTL is how long a verified key is trusted without asking the store: the
+	// bound on how stale a revocation or rotation made by another process can be
+	// (default 30 s; negative: no caching).
+	CacheTTL time.Duration
+	// NegativeTTL is how long a well-formed key that the store does not know is
+	// remembered as unknown (default 5 s).
+	NegativeTTL time.Duration
+	// MismatchRefresh: when a cached key is presented with another secret, the store is
+	// asked again (the key may have been rotated by another process), but at most once
+	// per this interval per key (default 1 s).
+	MismatchRefresh time.Duration
+	// UsedInterval is how often last_used_at is written, in one batch (default 5 s);
+	// UsedBatch caps a batch (default 500), a full batch is written at once.
+	UsedInterval time.Duration
+	UsedBatch    int
+}
+
+// Service issues and verifies keys. It is safe for concurrent use. NewService starts a
+// goroutine that writes last_used_at in batches; Close stops it.
+type Service struct {
+	store Store
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	cache *cache
+
+	flightMu sync.Mutex
+	flight   map[ecoid.ID]*call
+
+	uses      chan *entry
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	flushErr  error
+}
+
+type call struct {
+	done chan struct{}
+	rec  Record
+	err  error
+}
+
+// NewService returns a Service over store.
+func NewService(store Store, cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = defaultCacheSize
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = defaultCacheTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = defaultNegativeTTL
+	}
+	if cfg.MismatchRefresh <= 0 {
+		cfg.MismatchRefresh = defaultMismatchRefresh
+	}
+	if cfg.UsedInterval <= 0 {
+		cfg.UsedInterval = defaultUsedInterval
+	}
+	if cfg.UsedBatch <= 0 {
+		cfg.UsedBatch = defaultUsedBatch
+	}
+	s := &Service{
+		store:  store,
+		cfg:    cfg,
+		now:    cfg.Now,
+		log:    cfg.Logger,
+		cache:  newCache(cfg.CacheSize),
+		flight: map[ecoid.ID]*call{},
+		uses:   make(chan *entry, 4*cfg.UsedBatch),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go s.writeUses()
+	return s
+}
+
+// CreateParams describes a new key.
+type CreateParams struct {
+	// Owner is the EcoID of the user who owns the key (required).
+	Owner ecoid.ID
+	// Name is a label for people: 1 to 100 characters, no control characters;
+	// surrounding space is trimmed.
+	Name string
+	// Scopes are the permissions the key carries: at most 32, each 1 to 64 characters
+	// of a-z, 0-9 and ":._-". Duplicates are dropped; order is kept.
+	Scopes []string
+	// RateLimitPerMinute is the key's own rate limit, 1 to 1,000,000; 0 means 60.
+	RateLimitPerMinute int
+	// ExpiresAt, when not zero, is when the key stops working; it must be in the future.
+	ExpiresAt time.Time
+}
+
+// InputError says which argument is bad and why. It wraps ErrInvalidInput.
+type InputError struct {
+	Field   string // "owner", "name", "scopes", "rate_limit_per_minute", "expires_at", "grace"
+	Message string
+}
+
+func (e *InputError) Error() string { return "apikey: invalid " + e.Field + ": " + e.Message }
+
+// Unwrap returns ErrInvalidInput.
+func (e *InputError) Unwrap() error { return ErrInvalidInput }
+
+func inputError(field, format string, args ...any) error {
+	return &InputError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Create issues a key and returns it with its plain form, which is never available
+// again. Bad arguments give an *InputError (errors.Is ErrInvalidInput).
+func (s *Service) Create(ctx context.Context, p CreateParams) (Key, string, error) {
+	now := s.clock()
+	if !p.Owner.Valid() {
+		return Key{}, "", inputError("owner", "not an EcoID")
+	}
+	name, err := checkName(p.Name)
+	if err != nil {
+		return Key{}, "", err
+	}
+	scopes, err := checkScopes(p.Scopes)
+	if err != nil {
+		return Key{}, "", err
+	}
+	limit := p.RateLimitPerMinute
+	if limit == 0 {
+		limit = DefaultRateLimitPerMinute
+	}
+	if limit < 1 || limit > MaxRateLimitPerMinute {
+		return Key{}, "", inputError("rate_limit_per_minute", "must be between 1 and %d", MaxRateLimitPerMinute)
+	}
+	expires := time.Time{}
+	if !p.ExpiresAt.IsZero() {
+		expires = p.ExpiresAt.UTC().Truncate(time.Microsecond)
+		if !expires.After(now) {
+			return Key{}, "", inputError("expires_at", "must be in the future")
+		}
+	}
+	id := ecoid.NewAt(ecoid.APIKey, now)
+	plain := newPlain(id)
+	k := Key{
+		ID: id, Owner: p.Owner, Name: name, Scopes: scopes, Status: Active,
+		RateLimitPerMinute: limit, CreatedAt: now, ExpiresAt: expires,
+	}
+	if err := s.store.Create(ctx, Record{Key: k, Hash: HashKey(plain)}); err != nil {
+		return Key{}, "", fmt.Errorf("apikey: create: %w", err)
+	}
+	s.cache.remove(id)
+	return k, plain, nil
+}
+
+func checkName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return "", inputError("name", "is required")
+	case !utf8.ValidString(name):
+		return "", inputError("name", "is not valid UTF-8")
+	case utf8.RuneCountInString(name) > MaxNameLen:
+		return "", inputError("name", "is longer than %d characters", MaxNameLen)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return "", inputError("name", "has a control character")
+	}
+	return name, nil
+}
+
+func checkScopes(in []string) ([]string, error) {
+	if len(in) > MaxScopes {
+		return nil, inputError("scopes", "more than %d", MaxScopes)
+	}
+	out := make([]string, 0, len(in))
+	for _, sc := range in {
+		if sc == "" || len(sc) > MaxScopeLen {
+			return nil, inputError("scopes", "each scope must be 1 to %d characters", MaxScopeLen)
+		}
+		for i := 0; i < len(sc); i++ {
+			c := sc[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == ':' || c == '.' || c == '_' || c == '-') {
+				return nil, inputError("scopes", "a scope may hold only a-z, 0-9 and \":._-\"")
+			}
+		}
+		if !containsString(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// List returns the owner's keys, oldest first, without secrets or hashes.
+func (s *Service) List(ctx context.Context, owner ecoid.ID) ([]Key, error) {
+	keys, err := s.store.List(ctx, owner)
+	if err != nil {
+		return nil, fmt.Errorf("apikey: list: %w", err)
+	}
+	if keys == nil {
+		keys = []Key{}
+	}
+	return keys, nil
+}
+
+// Revoke revokes the owner's key; it stops verifying at once in this process and within
+// CacheTTL in others. Another owner's key, or an unknown one, is ErrNotFound. Revoking
+// twice is not an error.
+func (s *Service) Revoke(ctx context.Context, owner, id ecoid.ID) error {
+	err := s.store.Revoke(ctx, owner, id, s.clock())
+	s.cache.remove(id)
+	if err != nil {
+		return fmt.Errorf("apikey: revoke: %w", err)
+	}
+	return nil
+}
+
+// Rotate gives the owner's key a new secret and returns the new plain key; the ID,
+// name, scopes and limit stay. The old secret stops working at once when grace is 0,
+// otherwise after grace (at most 7 days). Another owner's key, or an unknown one, is
+// ErrNotFound; a revoked key is ErrRevoked.
+func (s *Service) Rotate(ctx context.Context, owner, id ecoid.ID, grace time.Duration) (string, error) {
+	if grace < 0 || grace > 7*24*time.Hour {
+		return "", inputError("grace", "must be between 0 and 7 days")
+	}
+	if id.Type() != ecoid.APIKey || !id.Valid() {
+		return "", fmt.Errorf("apikey: rotate: %w", ErrNotFound)
+	}
+	now := s.clock()
+	plain := newPlain(id)
+	prevUntil := time.Time{}
+	if grace > 0 {
+		prevUntil = now.Add(grace)
+	}
+	err := s.store.Rotate(ctx, owner, id, HashKey(plain), prevUntil, now)
+	s.cache.remove(id)
+	if err != nil {
+		return "", fmt.Errorf("apikey: rotate: %w", err)
+	}
+	return plain, nil
+}
+
+// clock returns now in UTC with the microsecond precision stores keep.
+func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Verify checks a plain key and returns its metadata. It returns an error wrapping
+// ErrMalformed for a string that is not a key (no store lookup happens), ErrInvalidKey
+// for an unknown key or a wrong secret, ErrRevoked, ErrExpired, or a system error from
+// the store. A verified key is answered from the cache for up to CacheTTL; a cached
+// verification does not allocate. The returned Key's Scopes must not be modified.
+func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
+	id, err := Parse(plain)
+	if err != nil {
+		return Key{}, err
+	}
+	h := HashKey(plain)
+	now := s.now()
+	nowNano := now.UnixNano()
+	e := s.cache.get(id)
+	if e != nil && nowNano < e.expires {
+		if e.notFound {
+			return Key{}, ErrInvalidKey
+		}
+		if e.matches(h, now) {
+			return s.accept(e, now)
+		}
+		if nowNano-e.fetched < int64(s.cfg.MismatchRefresh) {
+			return Key{}, ErrInvalidKey
+		}
+	}
+	e, err = s.load(ctx, id, now)
+	if err != nil {
+		return Key{}, err
+	}
+	if e.notFound || !e.matches(h, now) {
+		return Key{}, ErrInvalidKey
+	}
+	return s.accept(e, now)
+}
+
+// accept checks the status and expiry of a key whose secret matched.
+func (s *Service) accept(e *entry, now time.Time) (Key, error) {
+	if e.rec.Status != Active {
+		return Key{}, ErrRevoked
+	}
+	if !e.rec.ExpiresAt.IsZero() && !now.Before(e.rec.ExpiresAt) {
+		return Key{}, ErrExpired
+	}
+	s.markUsed(e, now)
+	return e.rec.Key, nil
+}
+
+// load fetches a key from the store, collapsing concurrent lookups of one ID into one,
+// and caches the answer (a key, or "not found").
+func (s *Service) load(ctx context.Context, id ecoid.ID, now time.Time) (*entry, error) {
+	s.flightMu.Lock()
+	if c, ok := s.flight[id]; ok {
+		s.flightMu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return s.entryFrom(id, c.rec, c.err, now)
+	}
+	c := &call{done: make(chan struct{})}
+	s.flight[id] = c
+	s.flightMu.Unlock()
+
+	epoch := s.cache.epoch(id)
+	c.rec, c.err = s.store.Get(ctx, id)
+	s.flightMu.Lock()
+	delete(s.flight, id)
+	s.flightMu.Unlock()
+	close(c.done)
+
+	e, err := s.entryFrom(id, c.rec, c.err, now)
+	if err == nil && s.cfg.CacheTTL > 0 {
+		s.cache.put(id, e, epoch, now.UnixNano())
+	}
+	return e, err
+}
+
+func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now time.Time) (*entry, error) {
+	nowNano := now.UnixNano()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return &entry{id: id, notFound: true, fetched: nowNano, expires: nowNano + int64(s.cfg.NegativeTTL)}, nil
+	case err != nil:
+		return nil, fmt.Errorf("apikey: verify: %w", err)
+	}
+	return &entry{id: id, rec: rec, fetched: nowNano, expires: nowNano + int64(s.cfg.CacheTTL)}, nil
+}
+
+// markUsed queues the key for the next last_used_at batch, at most once per batch.
+func (s *Service) markUsed(e *entry, now time.Time) {
+	at := now.UnixMicro()
+	if e.lastUsed.Load() < at {
+		e.lastUsed.Store(at)
+	}
+	if e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case s.uses <- e:
+	default: // the queue is full: a later use will queue the key again
+		e.queued.Store(false)
+	}
+}
+
+// writeUses is the background writer of last_used_at.
+func (s *Service) writeUses() {
+	defer close(s.done)
+	tick := time.NewTicker(s.cfg.UsedInterval)
+	defer tick.Stop()
+	batch := make([]*entry, 0, s.cfg.UsedBatch)
+	for {
+		select {
+		case e := <-s.uses:
+			batch = append(batch, e)
+			if len(batch) >= s.cfg.UsedBatch {
+				batch = s.flushUses(context.Background(), batch)
+			}
+		case <-tick.C:
+			batch = s.flushUses(context.Background(), batch)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// flushUses writes one batch and returns the emptied slice.
+func (s *Service) flushUses(ctx context.Context, batch []*entry) []*entry {
+	if len(batch) == 0 {
+		return batch
+	}
+	uses := make([]Use, len(batch))
+	for i, e := range batch {
+		e.queued.Store(false)
+		uses[i] = Use{ID: e.id, At: time.UnixMicro(e.lastUsed.Load()).UTC()}
+	}
+	if err := s.store.MarkUsed(ctx, uses); err != nil {
+		s.log.Warn("apikey: writing last_used_at failed", "keys", len(uses), "err", err)
+		s.flushErr = err
+	}
+	return batch[:0]
+}
+
+// Close stops the background writer and writes the last_used_at times it holds. It
+// returns the error of that last write, or ctx's error if ctx ends first. Verify keeps
+// working after Close, but uses are no longer recorded.
+func (s *Service) Close(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+			return
+		}
+		batch := make([]*entry, 0, len(s.uses))
+		for {
+			select {
+			case e := <-s.uses:
+				batch = append(batch, e)
+				continue
+			default:
+			}
+			break
+		}
+		s.flushErr = nil
+		s.flushUses(ctx, batch)
+		err = s.flushErr
+		if err != nil {
+			err = fmt.Errorf("apikey: close: %w", err)
+		}
+	})
+	return err
+}
