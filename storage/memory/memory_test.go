@@ -12,7 +12,7 @@ import (
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storagetest.Stores {
 		return storagetest.Stores{
-			Auth: memory.NewAuthStore(),
+			Auth:    memory.NewAuthStore(),
 			APIKeys: memory.NewKeyStore(),
 			Limiter: func(now func() time.Time) apikey.Limiter { return memory.NewLimiter(memory.WithClock(now)) },
 		}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/apikey"
 
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
@@ -14,7 +17,11 @@ func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storagetest.Stores {
 		db := pgtest.New(t)
 		return storagetest.Stores{
-			Auth: postgres.NewAuthStore(db),
+			Auth:    postgres.NewAuthStore(db),
+			APIKeys: postgres.NewKeyStore(db),
+			Limiter: func(now func() time.Time) apikey.Limiter {
+				return postgres.NewLimiter(db, postgres.WithLimiterClock(now))
+			},
 		}
 	})
 }

@@ -1,0 +1,74 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/apikey"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
+)
+
+func TestLimiterUsesTheServerClock(t *testing.T) {
+	db := pgtest.New(t)
+	l := postgres.NewLimiter(db)
+	ctx := context.Background()
+	before := time.Now()
+	d, err := l.Allow(ctx, "subject", apikey.PerMinute(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reset is one interval (30 s) after the server's now, which is close to ours.
+	if !d.Allowed || d.Remaining != 1 || d.ResetAt.Before(before.Add(29*time.Second)) || d.ResetAt.After(time.Now().Add(31*time.Second)) {
+		t.Fatalf("first decision: %+v", d)
+	}
+	if d, _ = l.Allow(ctx, "subject", apikey.PerMinute(2)); !d.Allowed {
+		t.Fatalf("second: %+v", d)
+	}
+	if d, _ = l.Allow(ctx, "subject", apikey.PerMinute(2)); d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > 30*time.Second {
+		t.Fatalf("third: %+v", d)
+	}
+}
+
+func TestLimiterSweepDropsIdleRows(t *testing.T) {
+	db := pgtest.New(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := postgres.NewLimiter(db, postgres.WithLimiterClock(func() time.Time { return now }))
+	ctx := context.Background()
+	for _, s := range []string{"a", "b"} {
+		if _, err := l.Allow(ctx, s, apikey.PerMinute(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := l.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep of busy rows: %d, %v", n, err)
+	}
+	now = now.Add(30 * time.Second)
+	if _, err := l.Allow(ctx, "b", apikey.PerMinute(4)); err != nil { // b stays busy
+		t.Fatal(err)
+	}
+	now = now.Add(30 * time.Second)
+	if n, err := l.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v; want 1 (a)", n, err)
+	}
+	var left int
+	if err := db.Get(&left, `SELECT count(*) FROM eco_rate_limits`); err != nil || left != 1 {
+		t.Fatalf("rows left: %d, %v", left, err)
+	}
+	if _, err := postgres.NewLimiter(db).Sweep(ctx); err != nil {
+		t.Fatalf("sweep with the server clock: %v", err)
+	}
+}
+
+func TestLimiterReportsDatabaseErrors(t *testing.T) {
+	db := pgtest.New(t)
+	l := postgres.NewLimiter(db)
+	_ = db.Close()
+	if _, err := l.Allow(context.Background(), "s", apikey.PerMinute(1)); err == nil {
+		t.Fatal("Allow on a closed pool succeeded")
+	}
+	if _, err := l.Sweep(context.Background()); err == nil {
+		t.Fatal("Sweep on a closed pool succeeded")
+	}
+}
