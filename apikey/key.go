@@ -123,19 +123,47 @@ func Parse(s string) (ecoid.ID, error) {
 	if s[ecoid.Len] != '.' {
 		return "", fmt.Errorf("%w: no dot after the ID", ErrMalformed)
 	}
-	var buf [PlainLen]byte
-	copy(buf[:], s)
-	for _, c := range buf[ecoid.Len+1:] {
-		if base62Value[c] == 0xFF {
+	for i := ecoid.Len + 1; i < PlainLen; i++ {
+		if base62Value[s[i]] == 0xFF {
 			return "", fmt.Errorf("%w: the secret has a character outside 0-9A-Za-z", ErrMalformed)
 		}
 	}
-	sum := crc32.ChecksumIEEE(buf[:PlainLen-checksumLen])
+	sum := crcString(s[:PlainLen-checksumLen])
 	for i := PlainLen - 1; i >= PlainLen-checksumLen; i-- {
-		if base62Value[buf[i]] != byte(sum%62) {
+		if base62Value[s[i]] != byte(sum%62) {
 			return "", fmt.Errorf("%w: checksum mismatch", ErrMalformed)
 		}
 		sum /= 62
 	}
 	return id, nil
+}
+
+// crcTables are the slicing-by-8 tables of the IEEE CRC-32, so that Parse can checksum
+// a string without copying it to a []byte (hash/crc32 takes a slice, and its slice
+// escapes, which would cost Parse an allocation).
+var crcTables = func() (t [8][256]uint32) {
+	t[0] = *crc32.IEEETable
+	for i := 0; i < 256; i++ {
+		c := t[0][i]
+		for j := 1; j < 8; j++ {
+			c = t[0][c&0xFF] ^ c>>8
+			t[j][i] = c
+		}
+	}
+	return t
+}()
+
+// crcString returns crc32.ChecksumIEEE of s.
+func crcString(s string) uint32 {
+	crc := ^uint32(0)
+	for len(s) >= 8 {
+		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		crc = crcTables[0][s[7]] ^ crcTables[1][s[6]] ^ crcTables[2][s[5]] ^ crcTables[3][s[4]] ^
+			crcTables[4][crc>>24] ^ crcTables[5][crc>>16&0xFF] ^ crcTables[6][crc>>8&0xFF] ^ crcTables[7][crc&0xFF]
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		crc = crcTables[0][byte(crc)^s[i]] ^ crc>>8
+	}
+	return ^crc
 }

@@ -74,6 +74,7 @@ type Service struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	flushErr  error
+	pending   []*entry // what the writer held when it stopped
 }
 
 type call struct {
@@ -415,6 +416,7 @@ func (s *Service) writeUses() {
 		case <-tick.C:
 			batch = s.flushUses(context.Background(), batch)
 		case <-s.stop:
+			s.pending = batch // Close writes it, with its ctx
 			return
 		}
 	}
@@ -450,7 +452,7 @@ func (s *Service) Close(ctx context.Context) error {
 			err = ctx.Err()
 			return
 		}
-		batch := make([]*entry, 0, len(s.uses))
+		batch := s.pending
 		for {
 			select {
 			case e := <-s.uses:
