@@ -35,63 +35,60 @@ func (l Limit) Policy() string {
 	return l.Name
 }
 
-// GCRA returns the parameters of the generic cell rate algorithm that every limiter
-// runs, in microseconds: the emission interval (Period/Count, rounded down) and the
-// burst tolerance (interval × Count). Adapters keep per (policy, subject) a theoretical
-// arrival time TAT and the latest time seen; a request at now (raised to the latest
-// time seen, so time never moves backwards) is allowed when max(TAT, now) + interval −
-// now ≤ burst, and then TAT becomes max(TAT, now) + interval. A refused request changes
-// nothing but the latest time seen. It returns ErrInvalidLimit for an unusable limit.
-func (l Limit) GCRA() (interval, burst int64, err error) {
-	period := l.Period.Microseconds()
-	if l.Count < 1 || period < 1 || period/int64(l.Count) < 1 {
-		return 0, 0, fmt.Errorf("%w: %d per %v", ErrInvalidLimit, l.Count, l.Period)
-	}
-	interval = period / int64(l.Count)
-	return interval, interval * int64(l.Count), nil
+// GCRA is the generic cell rate algorithm that every limiter runs for a Limit, in
+// integer microseconds so that Go, SQL and Lua compute the same numbers. Adapters keep
+// per (policy, subject) a theoretical arrival time TAT and the latest time seen; Step is
+// one decision and Decision reports it.
+type GCRA struct {
+	Count    int   // the Limit's Count
+	Interval int64 // Period/Count in microseconds, rounded down
+	Burst    int64 // Interval × Count: how far the TAT may run ahead of now
 }
 
-// Decide runs one GCRA step in memory: given the stored TAT and latest time seen (zero
-// for a subject never seen) and the caller's now, all in Unix microseconds, it returns
-// whether the request is allowed and the state to store. It is the reference the SQL
-// and Lua versions of the adapters follow.
-func Decide(interval, burst, tat, seen, now int64) (allowed bool, newTAT, newSeen int64) {
+// GCRA returns the algorithm's parameters for l, or ErrInvalidLimit for a Limit with
+// Count < 1, a Period under one microsecond, or more than one request per microsecond.
+func (l Limit) GCRA() (GCRA, error) {
+	period := l.Period.Microseconds()
+	if l.Count < 1 || period < 1 || period/int64(l.Count) < 1 {
+		return GCRA{}, fmt.Errorf("%w: %d per %v", ErrInvalidLimit, l.Count, l.Period)
+	}
+	interval := period / int64(l.Count)
+	return GCRA{Count: l.Count, Interval: interval, Burst: interval * int64(l.Count)}, nil
+}
+
+// Step runs one decision: given the stored TAT and latest time seen (both zero for a
+// subject never seen) and the caller's now, in Unix microseconds, it returns whether the
+// request is allowed and the state to store. now is first raised to the latest time seen,
+// so time never moves backwards. The request is allowed when max(TAT, now) + Interval −
+// now ≤ Burst, and then TAT becomes max(TAT, now) + Interval; a refused request changes
+// nothing but the latest time seen. The SQL and Lua versions of the adapters follow it.
+func (g GCRA) Step(tat, seen, now int64) (allowed bool, newTAT, newSeen int64) {
 	if seen > now {
 		now = seen
 	}
-	base := tat
-	if now > base {
-		base = now
-	}
-	if base+interval-now <= burst {
-		return true, base + interval, now
+	base := max(tat, now)
+	if base+g.Interval-now <= g.Burst {
+		return true, base + g.Interval, now
 	}
 	return false, tat, now
 }
 
-// DecisionAt turns the state after a GCRA step (allowed, the stored TAT and the
-// effective now, in Unix microseconds) into the Decision that limiters return. All
-// adapters use it, so they report the same numbers.
-func (l Limit) DecisionAt(allowed bool, tat, now int64) Decision {
-	interval, burst, err := l.GCRA()
-	if err != nil {
-		return Decision{Limit: l.Count}
-	}
-	ahead := tat - now // how far the TAT is ahead of now
-	if ahead < 0 {
-		ahead = 0
-	}
+// Decision turns the state after a Step (allowed, the stored TAT and the effective now,
+// in Unix microseconds) into the Decision that limiters return. All adapters use it, so
+// they report the same numbers.
+func (g GCRA) Decision(allowed bool, tat, now int64) Decision {
+	ahead := max(tat-now, 0) // how far the TAT is ahead of now
 	d := Decision{
 		Allowed:    allowed,
-		Limit:      l.Count,
+		Limit:      g.Count,
 		ResetAfter: time.Duration(ahead) * time.Microsecond,
 		ResetAt:    time.UnixMicro(now + ahead).UTC(),
 	}
-	if free := burst - ahead; free > 0 {
-		d.Remaining = int(free / interval)
+	if free := g.Burst - ahead; free > 0 && g.Interval > 0 {
+		d.Remaining = int(free / g.Interval)
 	}
 	if !allowed {
-		d.RetryAfter = time.Duration(ahead+interval-burst) * time.Microsecond
+		d.RetryAfter = time.Duration(ahead+g.Interval-g.Burst) * time.Microsecond
 	}
 	return d
 }
@@ -118,7 +115,7 @@ type Decision struct {
 // Limit. Implementations must be safe for concurrent use, exact under concurrency (of M
 // concurrent requests under a burst of N, exactly min(M, N) are allowed), key their
 // state by (limit.Policy(), key) and never by the limit's values, never let time run
-// backwards, and agree with Decide and DecisionAt. An error means no decision was made
+// backwards, and agree with GCRA.Step and GCRA.Decision. An error means no decision was made
 // (the store failed, or ErrInvalidLimit).
 type Limiter interface {
 	Allow(ctx context.Context, key string, limit Limit) (Decision, error)

@@ -240,28 +240,50 @@ func RateLimit(l Limiter, opts RateLimitOptions) func(http.Handler) http.Handler
 	}
 }
 
-// setHeaders writes the rate-limit headers of d.
+// setHeaders writes the rate-limit headers of d. All values are cut from one string
+// and the header slices from one array: two allocations instead of a dozen.
 func setHeaders(h http.Header, quotedPolicy string, limit Limit, d Decision) {
-	var buf [20]byte
-	resetIn := ceilSeconds(d.ResetAfter)
-	h["X-Ratelimit-Limit"] = []string{string(strconv.AppendInt(buf[:0], int64(d.Limit), 10))}
-	h["X-Ratelimit-Remaining"] = []string{string(strconv.AppendInt(buf[:0], int64(d.Remaining), 10))}
-	h["X-Ratelimit-Reset"] = []string{string(strconv.AppendInt(buf[:0], ceilUnix(d.ResetAt), 10))}
-	b := make([]byte, 0, 64)
+	var arr [256]byte
+	b := arr[:0]
+	var ends [6]int
+	b = strconv.AppendInt(b, int64(d.Limit), 10)
+	ends[0] = len(b)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	ends[1] = len(b)
+	b = strconv.AppendInt(b, ceilUnix(d.ResetAt), 10)
+	ends[2] = len(b)
 	b = append(b, quotedPolicy...)
 	b = append(b, ";q="...)
 	b = strconv.AppendInt(b, int64(limit.Count), 10)
 	b = append(b, ";w="...)
 	b = strconv.AppendInt(b, ceilSeconds(limit.Period), 10)
-	h["Ratelimit-Policy"] = []string{string(b)}
-	b = append(b[:0], quotedPolicy...)
+	ends[3] = len(b)
+	b = append(b, quotedPolicy...)
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, int64(d.Remaining), 10)
 	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, resetIn, 10)
-	h["Ratelimit"] = []string{string(b)}
+	b = strconv.AppendInt(b, ceilSeconds(d.ResetAfter), 10)
+	ends[4] = len(b)
+	n := 5
 	if !d.Allowed {
-		h["Retry-After"] = []string{string(strconv.AppendInt(buf[:0], max(1, ceilSeconds(d.RetryAfter)), 10))}
+		b = strconv.AppendInt(b, max(1, ceilSeconds(d.RetryAfter)), 10)
+		ends[5] = len(b)
+		n = 6
+	}
+	all := string(b)
+	vals := make([]string, n)
+	prev := 0
+	for i := 0; i < n; i++ {
+		vals[i] = all[prev:ends[i]]
+		prev = ends[i]
+	}
+	h["X-Ratelimit-Limit"] = vals[0:1:1]
+	h["X-Ratelimit-Remaining"] = vals[1:2:2]
+	h["X-Ratelimit-Reset"] = vals[2:3:3]
+	h["Ratelimit-Policy"] = vals[3:4:4]
+	h["Ratelimit"] = vals[4:5:5]
+	if !d.Allowed {
+		h["Retry-After"] = vals[5:6:6]
 	}
 }
 

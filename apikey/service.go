@@ -305,7 +305,7 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	h := HashKey(plain)
+	fast := secretHash(plain)
 	now := s.now()
 	nowNano := now.UnixNano()
 	e := s.cache.get(id)
@@ -313,8 +313,11 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 		if e.notFound {
 			return Key{}, ErrInvalidKey
 		}
-		if e.matches(h, now) {
+		if e.matchesFast(fast, now) {
 			return s.accept(e, now)
+		}
+		if !e.fastComplete(now) && e.matches(HashKey(plain), now) {
+			return s.accept(s.cache.upgrade(id, e, HashKey(plain), fast), now)
 		}
 		if nowNano-e.fetched < int64(s.cfg.MismatchRefresh) {
 			return Key{}, ErrInvalidKey
@@ -324,10 +327,11 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
+	h := HashKey(plain)
 	if e.notFound || !e.matches(h, now) {
 		return Key{}, ErrInvalidKey
 	}
-	return s.accept(e, now)
+	return s.accept(s.cache.upgrade(id, e, h, fast), now)
 }
 
 // accept checks the status and expiry of a key whose secret matched.

@@ -40,7 +40,7 @@ func NewLimiter(db *sqlx.DB, opts ...LimiterOption) *Limiter {
 	return l
 }
 
-// allowSQL runs apikey.Decide in one statement. $3 is the caller's time in Unix
+// allowSQL runs apikey.GCRA.Step in one statement. $3 is the caller's time in Unix
 // microseconds, or NULL for the server's; $4 the interval and $5 the burst. In the SET
 // list every column reference is to the row before the update.
 const allowSQL = `
@@ -61,7 +61,7 @@ RETURNING allowed, tat_us, seen_us`
 // Allow implements apikey.Limiter. It returns apikey.ErrInvalidLimit for an unusable
 // limit, and the database's error when the statement fails.
 func (l *Limiter) Allow(ctx context.Context, key string, limit apikey.Limit) (apikey.Decision, error) {
-	interval, burst, err := limit.GCRA()
+	g, err := limit.GCRA()
 	if err != nil {
 		return apikey.Decision{}, err
 	}
@@ -73,11 +73,11 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit apikey.Limit) (ap
 		allowed   bool
 		tat, seen int64
 	)
-	err = l.db.QueryRowContext(ctx, allowSQL, limit.Policy(), key, now, interval, burst).Scan(&allowed, &tat, &seen)
+	err = l.db.QueryRowContext(ctx, allowSQL, limit.Policy(), key, now, g.Interval, g.Burst).Scan(&allowed, &tat, &seen)
 	if err != nil {
 		return apikey.Decision{}, fmt.Errorf("postgres: rate limit: %w", err)
 	}
-	return limit.DecisionAt(allowed, tat, seen), nil
+	return g.Decision(allowed, tat, seen), nil
 }
 
 // Sweep deletes the rows that are idle (whose whole burst is available again) and

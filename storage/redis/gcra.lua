@@ -1,4 +1,4 @@
--- apikey.Decide in Redis: one GCRA step on the hash KEYS[1] {t = TAT, s = latest time
+-- apikey.GCRA.Step in Redis: one GCRA step on the hash KEYS[1] {t = TAT, s = latest time
 -- seen}, times in Unix microseconds. ARGV: interval, burst, now ("" = the server's TIME).
 -- Returns {allowed (1|0), TAT, effective now}.
 local interval = tonumber(ARGV[1])

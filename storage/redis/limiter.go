@@ -24,7 +24,7 @@ var gcra = goredis.NewScript(gcraLua)
 const DefaultPrefix = "nexus:rl:"
 
 // Limiter is an apikey.Limiter in Redis. Each decision is one round trip: a Lua script
-// (sent by its SHA, loaded on first use) that runs apikey.Decide atomically on a hash
+// (sent by its SHA, loaded on first use) that runs apikey.GCRA.Step atomically on a hash
 // holding the subject's theoretical arrival time and the latest time seen. Time comes
 // from the Redis server's TIME, so application clocks cannot skew it, unless WithClock
 // says otherwise. A key expires once its subject is idle, so memory follows the number
@@ -66,7 +66,7 @@ func (l *Limiter) Key(policy, subject string) string {
 // Allow implements apikey.Limiter. It returns apikey.ErrInvalidLimit for an unusable
 // limit, and Redis's error when the script fails.
 func (l *Limiter) Allow(ctx context.Context, key string, limit apikey.Limit) (apikey.Decision, error) {
-	interval, burst, err := limit.GCRA()
+	g, err := limit.GCRA()
 	if err != nil {
 		return apikey.Decision{}, err
 	}
@@ -74,12 +74,12 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit apikey.Limit) (ap
 	if l.now != nil {
 		now = strconv.FormatInt(l.now().UnixMicro(), 10)
 	}
-	res, err := gcra.Run(ctx, l.client, []string{l.Key(limit.Policy(), key)}, interval, burst, now).Int64Slice()
+	res, err := gcra.Run(ctx, l.client, []string{l.Key(limit.Policy(), key)}, g.Interval, g.Burst, now).Int64Slice()
 	if err != nil {
 		return apikey.Decision{}, fmt.Errorf("redis: rate limit: %w", err)
 	}
 	if len(res) != 3 {
 		return apikey.Decision{}, fmt.Errorf("redis: rate limit: the script answered %d values, want 3", len(res))
 	}
-	return limit.DecisionAt(res[0] == 1, res[1], res[2]), nil
+	return g.Decision(res[0] == 1, res[1], res[2]), nil
 }

@@ -213,12 +213,12 @@ func testLimiter(t *testing.T, newStores NewStores) {
 			subject, lim := subjects[rng.IntN(len(subjects))], limits[rng.IntN(len(limits))]
 			got := allow(t, l, subject, lim)
 
-			interval, burst, _ := lim.GCRA()
+			g, _ := lim.GCRA()
 			refKey := lim.Policy() + "\x00" + subject
 			st := ref[refKey]
-			allowed, tat, seen := apikey.Decide(interval, burst, st.tat, st.seen, clock.Now().UnixMicro())
+			allowed, tat, seen := g.Step(st.tat, st.seen, clock.Now().UnixMicro())
 			ref[refKey] = state{tat, seen}
-			if want := lim.DecisionAt(allowed, tat, seen); got != want {
+			if want := g.Decision(allowed, tat, seen); got != want {
 				t.Fatalf("step %d (%s %+v): got %+v, want %+v", i, subject, lim, got, want)
 			}
 		}
