@@ -20,7 +20,9 @@ import (
 // memory follows the number of recently active subjects rather than every subject ever
 // seen. Sweep drops them on demand. It is safe for concurrent use.
 type Limiter struct {
-	now      func() time.Time
+	now      func() time.Time // nil: the monotonic clock from base
+	base     time.Time        // when the limiter was made, with a monotonic reading
+	baseUS   int64            // base in Unix microseconds
 	seed     maphash.Seed
 	mu       sync.Mutex                              // serializes adding a policy
 	policies atomic.Pointer[map[string]*policyTable] // copied on write
@@ -53,19 +55,31 @@ var _ apikey.Limiter = (*Limiter)(nil)
 // LimiterOption configures NewLimiter.
 type LimiterOption func(*Limiter)
 
-// WithClock makes the limiter read time from now instead of time.Now (for tests).
+// WithClock makes the limiter read time from now instead of the monotonic clock (for
+// tests).
 func WithClock(now func() time.Time) LimiterOption {
 	return func(l *Limiter) { l.now = now }
 }
 
 // NewLimiter returns an empty in-process limiter.
 func NewLimiter(opts ...LimiterOption) *Limiter {
-	l := &Limiter{now: time.Now, seed: maphash.MakeSeed()}
+	l := &Limiter{base: time.Now(), seed: maphash.MakeSeed()}
+	l.baseUS = l.base.UnixMicro()
 	for _, o := range opts {
 		o(l)
 	}
 	l.policies.Store(&map[string]*policyTable{})
 	return l
+}
+
+// nowMicro returns the time in Unix microseconds. The default clock is the wall time at
+// NewLimiter plus the monotonic time since: one clock read instead of two, and immune
+// to steps of the wall clock.
+func (l *Limiter) nowMicro() int64 {
+	if l.now != nil {
+		return l.now().UnixMicro()
+	}
+	return l.baseUS + int64(time.Since(l.base)/time.Microsecond)
 }
 
 // table returns the table of a policy, creating it on first use.
@@ -100,7 +114,7 @@ func (l *Limiter) Allow(_ context.Context, key string, limit apikey.Limit) (apik
 	if err != nil {
 		return apikey.Decision{}, err
 	}
-	now := l.now().UnixMicro()
+	now := l.nowMicro()
 	sh := &l.table(limit.Policy()).shards[maphash.String(l.seed, key)%limiterShards]
 	sh.mu.Lock()
 	i, existed := sh.index[key]
@@ -157,7 +171,7 @@ func (sh *limiterShard) sweep(now int64) {
 // Sweep drops every entry that is idle at the limiter's current time and returns how
 // many entries remain.
 func (l *Limiter) Sweep() int {
-	now := l.now().UnixMicro()
+	now := l.nowMicro()
 	n := 0
 	l.eachShard(func(sh *limiterShard) {
 		sh.sweep(now)
