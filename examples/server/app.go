@@ -18,6 +18,7 @@ type app struct {
 	db  *sqlx.DB // nil with in-memory stores
 
 	authState // accounts and sessions: auth.go
+	keyState  // API keys and rate limits: keys.go
 }
 
 // newApp opens the stores the configuration names and builds the services over them.
@@ -37,6 +38,10 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		a.db = db
 	}
 	if err := a.initAuth(); err != nil {
+		a.close()
+		return nil, err
+	}
+	if err := a.initKeys(ctx); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -62,6 +67,9 @@ func (a *app) ping(ctx context.Context) error {
 // shutdown flushes what the services buffer; it runs after the HTTP server has stopped.
 func (a *app) shutdown(ctx context.Context) error {
 	var errs []error
+	if err := a.shutdownKeys(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))
 	}
@@ -70,6 +78,7 @@ func (a *app) shutdown(ctx context.Context) error {
 
 // close releases the stores.
 func (a *app) close() {
+	a.closeKeys()
 	if a.db != nil {
 		_ = a.db.Close()
 	}

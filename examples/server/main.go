@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "store", a.storeName())
+	log.Info("listening", "addr", ln.Addr().String(), "store", a.storeName(), "limiter", a.limiterName)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

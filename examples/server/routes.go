@@ -15,6 +15,7 @@ func (a *app) routes() http.Handler {
 	r := newRouter()
 	r.handle("GET /healthz", http.HandlerFunc(a.healthz))
 	a.authRoutes(r)
+	a.keyRoutes(r)
 	return a.recoverPanics(a.logRequests(r))
 }
 
