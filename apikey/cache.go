@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
 )
@@ -17,7 +16,10 @@ type entry struct {
 	rec      Record
 	notFound bool
 	fetched  int64 // Unix nanoseconds
-	expires  int64 // Unix nanoseconds
+	expires  int64 // Unix nanoseconds: when the cached answer is stale
+
+	keyExpires int64 // rec.ExpiresAt in Unix nanoseconds; MaxInt64 for never
+	prevUntil  int64 // rec.PrevValidUntil in Unix nanoseconds; 0 for none
 
 	// fastCur and fastPrev are secretHash of the plain keys whose hashes are rec.Hash
 	// and rec.PrevHash, once a request has shown them (zero: not yet known). They let
@@ -30,23 +32,23 @@ type entry struct {
 
 // matches reports whether h is the key's hash, or its previous hash during a rotation's
 // grace period. Both comparisons run, in constant time.
-func (e *entry) matches(h Hash, now time.Time) bool {
+func (e *entry) matches(h Hash, now int64) bool {
 	cur := e.rec.Hash.Equal(h)
-	prev := !e.rec.PrevHash.IsZero() && e.rec.PrevHash.Equal(h) && now.Before(e.rec.PrevValidUntil)
+	prev := !e.rec.PrevHash.IsZero() && e.rec.PrevHash.Equal(h) && now < e.prevUntil
 	return cur || prev
 }
 
 // matchesFast reports whether fast is the secretHash of the current key, or of the
 // previous one during a rotation's grace period, in constant time.
-func (e *entry) matchesFast(fast Hash, now time.Time) bool {
+func (e *entry) matchesFast(fast Hash, now int64) bool {
 	cur := !e.fastCur.IsZero() && e.fastCur.Equal(fast)
-	prev := !e.fastPrev.IsZero() && e.fastPrev.Equal(fast) && now.Before(e.rec.PrevValidUntil)
+	prev := !e.fastPrev.IsZero() && e.fastPrev.Equal(fast) && now < e.prevUntil
 	return cur || prev
 }
 
 // fastComplete reports whether every secret that can still verify has its fast hash.
-func (e *entry) fastComplete(now time.Time) bool {
-	return !e.fastCur.IsZero() && (e.rec.PrevHash.IsZero() || !e.fastPrev.IsZero() || !now.Before(e.rec.PrevValidUntil))
+func (e *entry) fastComplete(now int64) bool {
+	return !e.fastCur.IsZero() && (e.rec.PrevHash.IsZero() || !e.fastPrev.IsZero() || now >= e.prevUntil)
 }
 
 // secretHash is the SHA-256 of the secret part of a well-formed plain key: 49 bytes, one
@@ -134,7 +136,8 @@ func (c *cache) upgrade(id ecoid.ID, e *entry, h, fast Hash) *entry {
 	if (cur && e.fastCur == fast) || (!cur && e.fastPrev == fast) {
 		return e
 	}
-	n := &entry{id: e.id, rec: e.rec, fetched: e.fetched, expires: e.expires, fastCur: e.fastCur, fastPrev: e.fastPrev}
+	n := &entry{id: e.id, rec: e.rec, fetched: e.fetched, expires: e.expires, keyExpires: e.keyExpires,
+		prevUntil: e.prevUntil, fastCur: e.fastCur, fastPrev: e.fastPrev}
 	if cur {
 		n.fastCur = fast
 	} else {

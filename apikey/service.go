@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -33,7 +35,8 @@ const (
 
 // Config tunes a Service. The zero value of every field means the default it names.
 type Config struct {
-	// Now is the clock (default time.Now).
+	// Now is the clock (default: the wall clock, read on the hot path as a monotonic
+	// offset from a recent wall-clock reading).
 	Now func() time.Time
 	// Logger receives warnings about failed background writes (default: discard).
 	// Secrets and hashes are never logged.
@@ -72,6 +75,7 @@ type Service struct {
 	uses      chan *entry
 	stop      chan struct{}
 	done      chan struct{}
+	anchor    atomic.Pointer[anchor]
 	closeOnce sync.Once
 	flushErr  error
 	pending   []*entry // what the writer held when it stopped
@@ -85,9 +89,6 @@ type call struct {
 
 // NewService returns a Service over store.
 func NewService(store Store, cfg Config) *Service {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -120,6 +121,10 @@ func NewService(store Store, cfg Config) *Service {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.reanchor()
 	go s.writeUses()
 	return s
 }
@@ -292,6 +297,29 @@ func (s *Service) Rotate(ctx context.Context, owner, id ecoid.ID, grace time.Dur
 	return plain, nil
 }
 
+// anchor pairs a wall-clock reading with its monotonic reading, so that nowNano can
+// tell the time with one cheap monotonic read.
+type anchor struct {
+	at   time.Time
+	wall int64 // at in Unix nanoseconds
+}
+
+// nowNano returns the time in Unix nanoseconds: Config.Now when it is set, otherwise
+// the anchor plus the monotonic time since it. The background writer re-anchors every
+// UsedInterval, so a step of the wall clock is followed within that interval.
+func (s *Service) nowNano() int64 {
+	if s.cfg.Now != nil {
+		return s.cfg.Now().UnixNano()
+	}
+	a := s.anchor.Load()
+	return a.wall + int64(time.Since(a.at))
+}
+
+func (s *Service) reanchor() {
+	t := time.Now()
+	s.anchor.Store(&anchor{at: t, wall: t.UnixNano()})
+}
+
 // clock returns now in UTC with the microsecond precision stores keep.
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
@@ -306,10 +334,9 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 		return Key{}, err
 	}
 	fast := secretHash(plain)
-	now := s.now()
-	nowNano := now.UnixNano()
+	now := s.nowNano()
 	e := s.cache.get(id)
-	if e != nil && nowNano < e.expires {
+	if e != nil && now < e.expires {
 		if e.notFound {
 			return Key{}, ErrInvalidKey
 		}
@@ -319,7 +346,7 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 		if !e.fastComplete(now) && e.matches(HashKey(plain), now) {
 			return s.accept(s.cache.upgrade(id, e, HashKey(plain), fast), now)
 		}
-		if nowNano-e.fetched < int64(s.cfg.MismatchRefresh) {
+		if now-e.fetched < int64(s.cfg.MismatchRefresh) {
 			return Key{}, ErrInvalidKey
 		}
 	}
@@ -335,11 +362,11 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 }
 
 // accept checks the status and expiry of a key whose secret matched.
-func (s *Service) accept(e *entry, now time.Time) (Key, error) {
+func (s *Service) accept(e *entry, now int64) (Key, error) {
 	if e.rec.Status != Active {
 		return Key{}, ErrRevoked
 	}
-	if !e.rec.ExpiresAt.IsZero() && !now.Before(e.rec.ExpiresAt) {
+	if now >= e.keyExpires {
 		return Key{}, ErrExpired
 	}
 	s.markUsed(e, now)
@@ -348,7 +375,7 @@ func (s *Service) accept(e *entry, now time.Time) (Key, error) {
 
 // load fetches a key from the store, collapsing concurrent lookups of one ID into one,
 // and caches the answer (a key, or "not found").
-func (s *Service) load(ctx context.Context, id ecoid.ID, now time.Time) (*entry, error) {
+func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, error) {
 	s.flightMu.Lock()
 	if c, ok := s.flight[id]; ok {
 		s.flightMu.Unlock()
@@ -372,26 +399,34 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now time.Time) (*entry,
 
 	e, err := s.entryFrom(id, c.rec, c.err, now)
 	if err == nil && s.cfg.CacheTTL > 0 {
-		s.cache.put(id, e, epoch, now.UnixNano())
+		s.cache.put(id, e, epoch, now)
 	}
 	return e, err
 }
 
-func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now time.Time) (*entry, error) {
-	nowNano := now.UnixNano()
+func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now int64) (*entry, error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return &entry{id: id, notFound: true, fetched: nowNano, expires: nowNano + int64(s.cfg.NegativeTTL)}, nil
+		return &entry{id: id, notFound: true, fetched: now, expires: now + int64(s.cfg.NegativeTTL)}, nil
 	case err != nil:
 		return nil, fmt.Errorf("apikey: verify: %w", err)
 	}
-	return &entry{id: id, rec: rec, fetched: nowNano, expires: nowNano + int64(s.cfg.CacheTTL)}, nil
+	e := &entry{id: id, rec: rec, fetched: now, expires: now + int64(s.cfg.CacheTTL), keyExpires: math.MaxInt64}
+	if !rec.ExpiresAt.IsZero() {
+		e.keyExpires = rec.ExpiresAt.UnixNano()
+	}
+	if !rec.PrevValidUntil.IsZero() {
+		e.prevUntil = rec.PrevValidUntil.UnixNano()
+	}
+	return e, nil
 }
 
 // markUsed queues the key for the next last_used_at batch, at most once per batch.
-func (s *Service) markUsed(e *entry, now time.Time) {
-	at := now.UnixMicro()
-	if e.lastUsed.Load() < at {
+func (s *Service) markUsed(e *entry, now int64) {
+	// Recording a use at most once a second per key keeps parallel verifications of
+	// one key from fighting over its cache line; last_used_at is exact to a second.
+	at := now / 1000
+	if at-e.lastUsed.Load() >= 1_000_000 {
 		e.lastUsed.Store(at)
 	}
 	if e.queued.Load() || !e.queued.CompareAndSwap(false, true) {
@@ -418,6 +453,7 @@ func (s *Service) writeUses() {
 				batch = s.flushUses(context.Background(), batch)
 			}
 		case <-tick.C:
+			s.reanchor()
 			batch = s.flushUses(context.Background(), batch)
 		case <-s.stop:
 			s.pending = batch // Close writes it, with its ctx
