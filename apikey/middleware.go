@@ -252,17 +252,9 @@ func setHeaders(h http.Header, quotedPolicy string, limit Limit, d Decision) {
 	ends[1] = len(b)
 	b = strconv.AppendInt(b, ceilUnix(d.ResetAt), 10)
 	ends[2] = len(b)
-	b = append(b, quotedPolicy...)
-	b = append(b, ";q="...)
-	b = strconv.AppendInt(b, int64(limit.Count), 10)
-	b = append(b, ";w="...)
-	b = strconv.AppendInt(b, ceilSeconds(limit.Period), 10)
+	b = appendItem(b, quotedPolicy, ";q=", int64(limit.Count), ";w=", ceilSeconds(limit.Period))
 	ends[3] = len(b)
-	b = append(b, quotedPolicy...)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(d.Remaining), 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, ceilSeconds(d.ResetAfter), 10)
+	b = appendItem(b, quotedPolicy, ";r=", int64(d.Remaining), ";t=", ceilSeconds(d.ResetAfter))
 	ends[4] = len(b)
 	n := 5
 	if !d.Allowed {
@@ -285,6 +277,16 @@ func setHeaders(h http.Header, quotedPolicy string, limit Limit, d Decision) {
 	if !d.Allowed {
 		h["Retry-After"] = vals[5:6:6]
 	}
+}
+
+// appendItem appends a structured-field item of the IETF draft: the quoted policy name
+// and two integer parameters, as in "default";q=100;w=60.
+func appendItem(b []byte, quotedPolicy, k1 string, v1 int64, k2 string, v2 int64) []byte {
+	b = append(b, quotedPolicy...)
+	b = append(b, k1...)
+	b = strconv.AppendInt(b, v1, 10)
+	b = append(b, k2...)
+	return strconv.AppendInt(b, v2, 10)
 }
 
 func ceilSeconds(d time.Duration) int64 {

@@ -70,14 +70,7 @@ func (x *xrateMap) allow(key string) bool {
 
 // BenchmarkLimiter: one in-process decision among 10,000 keys, in parallel.
 func BenchmarkLimiter(b *testing.B) {
-	b.Run("nexus-memory", func(b *testing.B) {
-		l := memory.NewLimiter()
-		lim := apikey.PerMinute(perMinute)
-		runParallel(b, func(ctx context.Context, key string) bool {
-			d, _ := l.Allow(ctx, key, lim)
-			return d.Allowed
-		})
-	})
+	b.Run("nexus-memory", func(b *testing.B) { runLimiter(b, memory.NewLimiter()) })
 	b.Run("x-time-rate-map", func(b *testing.B) {
 		x := &xrateMap{}
 		runParallel(b, func(_ context.Context, key string) bool { return x.allow(key) })
@@ -120,15 +113,7 @@ func BenchmarkRedisLimiter(b *testing.B) {
 		}
 	}()
 	b.Run("nexus-redis", func(b *testing.B) {
-		l := nexusredis.NewLimiter(client, nexusredis.WithPrefix(prefix))
-		lim := apikey.PerMinute(perMinute)
-		runParallel(b, func(ctx context.Context, key string) bool {
-			d, err := l.Allow(ctx, key, lim)
-			if err != nil {
-				b.Error(err)
-			}
-			return d.Allowed
-		})
+		runLimiter(b, nexusredis.NewLimiter(client, nexusredis.WithPrefix(prefix)))
 	})
 	b.Run("go-redis-redis_rate", func(b *testing.B) {
 		l := redis_rate.NewLimiter(client)
@@ -147,8 +132,11 @@ func BenchmarkRedisLimiter(b *testing.B) {
 // BenchmarkPostgresLimiter: one decision in PostgreSQL (NEXUS_TEST_POSTGRES), one
 // statement, among 10,000 keys, in parallel. No peer offers this.
 func BenchmarkPostgresLimiter(b *testing.B) {
-	db := pgtest.New(b)
-	l := postgres.NewLimiter(db)
+	runLimiter(b, postgres.NewLimiter(pgtest.New(b)))
+}
+
+// runLimiter runs a Nexus limiter under runParallel; errors fail the benchmark.
+func runLimiter(b *testing.B, l apikey.Limiter) {
 	lim := apikey.PerMinute(perMinute)
 	runParallel(b, func(ctx context.Context, key string) bool {
 		d, err := l.Allow(ctx, key, lim)
