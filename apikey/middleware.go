@@ -133,6 +133,17 @@ func WriteAuthError(w http.ResponseWriter, _ *http.Request, err error) {
 	httpjson.WriteError(w, http.StatusUnauthorized, code, msg)
 }
 
+// keyOr401 returns the key Authenticate put in the request's context, or answers 401
+// missing_api_key (Authenticate is missing from the chain) and returns nil.
+func keyOr401(w http.ResponseWriter, r *http.Request) *Key {
+	k, ok := r.Context().Value(keyContextKey).(*Key)
+	if !ok {
+		WriteAuthError(w, r, ErrMissing)
+		return nil
+	}
+	return k
+}
+
 // RequireScopes returns middleware that passes on only requests whose key (put in the
 // context by Authenticate) carries every one of scopes. It answers 403
 // insufficient_scope otherwise, and 401 missing_api_key when there is no key in the
@@ -140,9 +151,8 @@ func WriteAuthError(w http.ResponseWriter, _ *http.Request, err error) {
 func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			k, ok := r.Context().Value(keyContextKey).(*Key)
-			if !ok {
-				WriteAuthError(w, r, ErrMissing)
+			k := keyOr401(w, r)
+			if k == nil {
 				return
 			}
 			for _, sc := range scopes {
@@ -207,9 +217,8 @@ func RateLimit(l Limiter, opts RateLimitOptions) func(http.Handler) http.Handler
 	quotedPolicy := strconv.Quote(policy)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			k, ok := r.Context().Value(keyContextKey).(*Key)
-			if !ok {
-				WriteAuthError(w, r, ErrMissing)
+			k := keyOr401(w, r)
+			if k == nil {
 				return
 			}
 			n := limitFor(*k)
