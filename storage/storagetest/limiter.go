@@ -224,6 +224,43 @@ func testLimiter(t *testing.T, newStores NewStores) {
 		}
 	})
 
+	t.Run("RacingCallersWithSkewedClocks", func(t *testing.T) {
+		st := newStores(t)
+		if st.Limiter == nil {
+			t.Skip("Stores.Limiter is nil: this backend has no rate limiter")
+		}
+		// Every call reads a different time, up to 10 s before or after the base: callers
+		// race with clocks that disagree, and time seen by the limiter jumps back and
+		// forth. With one request per 144 s, nothing refills within that spread, so
+		// exactly the burst is allowed.
+		var calls atomic.Int64
+		skewed := func() time.Time {
+			n := calls.Add(1)
+			return limiterEpoch.Add(time.Duration(n*7919%20_000-10_000) * time.Millisecond)
+		}
+		l := st.Limiter(skewed)
+		key := string(ecoid.New(ecoid.APIKey))
+		lim := apikey.Limit{Count: 25, Period: time.Hour}
+		var allowed atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := l.Allow(ctx, key, lim)
+				if err != nil {
+					t.Error(err)
+				} else if d.Allowed {
+					allowed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if allowed.Load() != 25 {
+			t.Fatalf("%d of 100 allowed with skewed clocks, want exactly 25", allowed.Load())
+		}
+	})
+
 	t.Run("ExactUnderConcurrency", func(t *testing.T) {
 		l, _, key := setup(t)
 		const n, m = 25, 200
