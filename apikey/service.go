@@ -31,6 +31,7 @@ const (
 	defaultMismatchRefresh = time.Second
 	defaultUsedInterval    = 5 * time.Second
 	defaultUsedBatch       = 500
+	lookupTimeout          = 10 * time.Second
 )
 
 // Config tunes a Service. The zero value of every field means the default it names.
@@ -343,8 +344,10 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 		if e.matchesFast(fast, now) {
 			return s.accept(e, now)
 		}
-		if !e.fastComplete(now) && e.matches(HashKey(plain), now) {
-			return s.accept(s.cache.upgrade(id, e, HashKey(plain), fast), now)
+		if !e.fastComplete(now) {
+			if h := HashKey(plain); e.matches(h, now) {
+				return s.accept(s.cache.upgrade(id, e, h, fast), now)
+			}
 		}
 		if now-e.fetched < int64(s.cfg.MismatchRefresh) {
 			return Key{}, ErrInvalidKey
@@ -390,8 +393,12 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 	s.flight[id] = c
 	s.flightMu.Unlock()
 
+	// The lookup serves every waiter, so the leader's cancellation must not fail the
+	// others: it runs detached, bounded by lookupTimeout.
 	epoch := s.cache.epoch(id)
-	c.rec, c.err = s.store.Get(ctx, id)
+	getCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+	c.rec, c.err = s.store.Get(getCtx, id)
+	cancel()
 	s.flightMu.Lock()
 	delete(s.flight, id)
 	s.flightMu.Unlock()
