@@ -20,6 +20,9 @@ func TestConformance(t *testing.T) {
 			Auth:    postgres.NewAuthStore(db),
 			APIKeys: postgres.NewKeyStore(db),
 			Limiter: func(now func() time.Time) apikey.Limiter {
+				// The concurrency tests fire hundreds of decisions at once; a bounded
+				// pool queues them instead of exhausting the server's connections.
+				db.SetMaxOpenConns(16)
 				return postgres.NewLimiter(db, postgres.WithLimiterClock(now))
 			},
 		}
