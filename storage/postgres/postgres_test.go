@@ -25,6 +25,7 @@ func TestConformance(t *testing.T) {
 				db.SetMaxOpenConns(16)
 				return postgres.NewLimiter(db, postgres.WithLimiterClock(now))
 			},
+			Usage: postgres.NewUsage(db),
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/usage"
 )
 
 // Stores is one set of adapters under test. A nil field is an adapter that this backend
@@ -26,6 +27,9 @@ type Stores struct {
 	APIKeys apikey.Store
 	// Limiter returns the apikey.Limiter under test, reading time from now.
 	Limiter func(now func() time.Time) apikey.Limiter
+
+	// Usage is the usage.Store under test (request log, quota counter, daily rollup).
+	Usage usage.Store
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -38,4 +42,5 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("auth", func(t *testing.T) { testAuth(t, newStores) })
 	t.Run("apikey", func(t *testing.T) { testAPIKeys(t, newStores) })
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
+	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
 }

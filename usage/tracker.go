@@ -1,0 +1,357 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+)
+
+// Config tunes a Tracker. The zero value of every field means its documented default.
+type Config struct {
+	// BatchSize is the most records one WriteBatch call carries; a full batch is written
+	// at once. Default 100.
+	BatchSize int
+	// FlushInterval is how often a partial batch is written. Default 5s.
+	FlushInterval time.Duration
+	// BufferSize is how many accepted records the tracker holds while they wait for a
+	// batch or while the store is failing; Track drops (and counts) what does not fit.
+	// Default 10,000; it is raised to BatchSize when smaller.
+	BufferSize int
+	// MinBackoff and MaxBackoff bound the wait before a batch is sent again after a
+	// retriable error: it doubles from MinBackoff up to MaxBackoff, and each wait is
+	// jittered to between half and all of it. Defaults 100ms and 10s.
+	MinBackoff, MaxBackoff time.Duration
+	// WriteTimeout bounds each WriteBatch call; a timeout is retried. Default 30s.
+	WriteTimeout time.Duration
+	// IsRetriable decides which store errors are transient. Default: IsRetriable.
+	IsRetriable func(error) bool
+	// Logger receives retries (Warn) and rejected records (Error). Default: discard.
+	Logger *slog.Logger
+	// Now stamps records tracked with a zero Time. Default: time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 100
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 5 * time.Second
+	}
+	if c.BufferSize <= 0 {
+		c.BufferSize = 10_000
+	}
+	if c.BufferSize < c.BatchSize {
+		c.BufferSize = c.BatchSize
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 10 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.IsRetriable == nil {
+		c.IsRetriable = IsRetriable
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Stats counts what a Tracker did with the records it was given. Accepted always equals
+// Flushed + Rejected + Pending.
+type Stats struct {
+	Accepted uint64 // records Track took into the buffer
+	Flushed  uint64 // records the store acknowledged
+	Retried  uint64 // WriteBatch calls repeated after a retriable error
+	Dropped  uint64 // records Track refused: the buffer was full, or the tracker closed
+	Rejected uint64 // records the store refused for their content (each found by splitting its batch)
+	Pending  uint64 // accepted records neither stored nor rejected yet
+}
+
+// ErrClosed is returned by Flush on a closed Tracker.
+var ErrClosed = errors.New("usage: tracker closed")
+
+// Tracker writes records to a Writer in batches from one background goroutine. Track
+// never blocks and does not allocate; store failures are retried with backoff and jitter
+// while the bounded buffer holds the records. Delivery is at least once and, because
+// stores ignore IDs they hold, rows are stored exactly once. Close must be called to
+// stop the goroutine. A Tracker is safe for concurrent use.
+type Tracker struct {
+	w   Writer
+	cfg Config
+
+	mu       sync.Mutex
+	ring     []Record // the bounded buffer: n records from head, wrapping
+	head, n  int
+	closed   bool
+	accepted uint64
+	dropped  uint64
+
+	flushed  atomic.Uint64
+	retried  atomic.Uint64
+	rejected atomic.Uint64
+
+	wake      chan struct{}      // a full batch is waiting
+	flushReq  chan chan struct{} // Flush asks for everything
+	stop      chan struct{}      // closed by Close: write what is left, then exit
+	runCtx    context.Context    // ends when Close's ctx ends
+	cancelRun context.CancelFunc
+	done      chan struct{} // closed when the goroutine has exited
+	closeOnce sync.Once
+}
+
+// NewTracker starts a Tracker that writes to w. Call Close to flush and stop it.
+func NewTracker(w Writer, cfg Config) *Tracker {
+	cfg = cfg.withDefaults()
+	runCtx, cancel := context.WithCancel(context.Background())
+	t := &Tracker{
+		w:         w,
+		cfg:       cfg,
+		ring:      make([]Record, cfg.BufferSize),
+		wake:      make(chan struct{}, 1),
+		flushReq:  make(chan chan struct{}),
+		stop:      make(chan struct{}),
+		runCtx:    runCtx,
+		cancelRun: cancel,
+		done:      make(chan struct{}),
+	}
+	go t.run()
+	return t
+}
+
+// Track hands r to the tracker and reports whether it was accepted. It never blocks and
+// does not allocate. It returns false, and counts the record in Stats.Dropped, when the
+// buffer is full or the tracker is closed. A record without an ID gets one (an EcoID of
+// type ecoid.Usage stamped with its Time) before its first write, so retries keep it.
+func (t *Tracker) Track(r Record) bool {
+	t.mu.Lock()
+	if t.closed || t.n == len(t.ring) {
+		t.dropped++
+		t.mu.Unlock()
+		return false
+	}
+	i := t.head + t.n
+	if i >= len(t.ring) {
+		i -= len(t.ring)
+	}
+	t.ring[i] = r
+	t.n++
+	t.accepted++
+	full := t.n == t.cfg.BatchSize
+	t.mu.Unlock()
+	if full {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// Stats returns the tracker's counters.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	accepted, dropped := t.accepted, t.dropped
+	flushed, rejected := t.flushed.Load(), t.rejected.Load()
+	t.mu.Unlock()
+	return Stats{
+		Accepted: accepted,
+		Flushed:  flushed,
+		Retried:  t.retried.Load(),
+		Dropped:  dropped,
+		Rejected: rejected,
+		Pending:  accepted - flushed - rejected,
+	}
+}
+
+// Flush writes every record accepted before the call and returns when they are stored or
+// rejected, or with ctx's error when ctx ends first (the records stay queued), or
+// ErrClosed when the tracker is closed.
+func (t *Tracker) Flush(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case t.flushReq <- reply:
+	case <-t.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("usage: flush: %w", ctx.Err())
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-t.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("usage: flush: %w", ctx.Err())
+	}
+}
+
+// Close stops accepting records and keeps writing, retrying retriable errors, until every
+// accepted record is stored or rejected, or until ctx ends. It then stops the background
+// goroutine and returns nil, or an error saying how many accepted records were not stored
+// (wrapping ctx's error). A batch whose write was cut short by ctx counts as not stored
+// even if the store committed it. Calling Close again waits for the first call and
+// reports the records still not stored.
+func (t *Tracker) Close(ctx context.Context) error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		t.mu.Unlock()
+		close(t.stop)
+	})
+	stopAfter := context.AfterFunc(ctx, t.cancelRun)
+	defer stopAfter()
+	<-t.done
+	t.cancelRun()
+	if s := t.Stats(); s.Pending > 0 {
+		err := ctx.Err()
+		if err == nil {
+			err = context.Canceled
+		}
+		return fmt.Errorf("usage: close: %d of %d accepted records not stored: %w", s.Pending, s.Accepted, err)
+	}
+	return nil
+}
+
+// run is the background goroutine.
+func (t *Tracker) run() {
+	defer close(t.done)
+	ticker := time.NewTicker(t.cfg.FlushInterval)
+	defer ticker.Stop()
+	batch := make([]Record, 0, t.cfg.BatchSize)
+	for {
+		select {
+		case <-t.wake:
+			if t.flush(&batch, false) {
+				return
+			}
+		case <-ticker.C:
+			if t.flush(&batch, true) {
+				return
+			}
+		case reply := <-t.flushReq:
+			aborted := t.flush(&batch, true)
+			close(reply)
+			if aborted {
+				return
+			}
+		case <-t.stop:
+			t.flush(&batch, true)
+			return
+		}
+	}
+}
+
+// flush writes batches taken from the buffer: full ones only, or everything when all is
+// true. It reports whether it stopped because Close's ctx ended.
+func (t *Tracker) flush(batch *[]Record, all bool) (aborted bool) {
+	for {
+		if !t.take(batch, all) {
+			return false
+		}
+		if t.write(*batch) {
+			return true
+		}
+	}
+}
+
+// take moves up to BatchSize records from the buffer into batch.
+func (t *Tracker) take(batch *[]Record, all bool) bool {
+	b := (*batch)[:0]
+	t.mu.Lock()
+	if t.n == 0 || (!all && t.n < t.cfg.BatchSize) {
+		t.mu.Unlock()
+		return false
+	}
+	k := min(t.n, t.cfg.BatchSize)
+	for range k {
+		b = append(b, t.ring[t.head])
+		t.ring[t.head] = Record{} // let the strings go
+		t.head++
+		if t.head == len(t.ring) {
+			t.head = 0
+		}
+	}
+	t.n -= k
+	t.mu.Unlock()
+	for i := range b {
+		if b[i].Time.IsZero() {
+			b[i].Time = t.cfg.Now()
+		}
+		if b[i].ID == "" {
+			b[i].ID = ecoid.NewAt(ecoid.Usage, b[i].Time)
+		}
+	}
+	*batch = b
+	return true
+}
+
+// write stores batch, retrying retriable errors with backoff and splitting the batch in
+// two on any other error until the records the store refuses are isolated and dropped.
+// It reports whether it gave up because Close's ctx ended.
+func (t *Tracker) write(batch []Record) (aborted bool) {
+	backoff := t.cfg.MinBackoff
+	for {
+		if t.runCtx.Err() != nil {
+			return true
+		}
+		ctx, cancel := context.WithTimeout(t.runCtx, t.cfg.WriteTimeout)
+		err := t.w.WriteBatch(ctx, batch)
+		cancel()
+		switch {
+		case err == nil:
+			t.flushed.Add(uint64(len(batch)))
+			return false
+		case t.runCtx.Err() != nil:
+			return true
+		case t.cfg.IsRetriable(err):
+			t.retried.Add(1)
+			wait := backoff/2 + rand.N(backoff/2+1)
+			t.cfg.Logger.Warn("usage: store failed; retrying", "records", len(batch), "wait", wait, "err", err)
+			if !t.sleep(wait) {
+				return true
+			}
+			backoff = min(backoff*2, t.cfg.MaxBackoff)
+		case len(batch) == 1:
+			t.rejected.Add(1)
+			t.cfg.Logger.Error("usage: store refused a record; dropping it", "id", batch[0].ID, "err", err)
+			return false
+		default:
+			mid := len(batch) / 2
+			if t.write(batch[:mid]) {
+				return true
+			}
+			return t.write(batch[mid:])
+		}
+	}
+}
+
+// sleep waits for d and reports false when Close's ctx ended first.
+func (t *Tracker) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.runCtx.Done():
+		return false
+	}
+}
