@@ -209,7 +209,8 @@ func (t *Tracker) Flush(ctx context.Context) error {
 // goroutine and returns nil, or an error saying how many accepted records were not stored
 // (wrapping ctx's error). A batch whose write was cut short by ctx counts as not stored
 // even if the store committed it. Calling Close again waits for the first call and
-// reports the records still not stored.
+// reports the records still not stored. When a store call ignores its context, Close
+// returns without waiting for it; the goroutine then exits as soon as the call returns.
 func (t *Tracker) Close(ctx context.Context) error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
@@ -219,8 +220,18 @@ func (t *Tracker) Close(ctx context.Context) error {
 	})
 	stopAfter := context.AfterFunc(ctx, t.cancelRun)
 	defer stopAfter()
-	<-t.done
-	t.cancelRun()
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		// The goroutine stops at its next step; a store call that ignores its context
+		// may hold it longer, and Close does not wait for that beyond a short grace.
+		timer := time.NewTimer(closeGrace)
+		select {
+		case <-t.done:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
 	if s := t.Stats(); s.Pending > 0 {
 		err := ctx.Err()
 		if err == nil {
@@ -230,6 +241,10 @@ func (t *Tracker) Close(ctx context.Context) error {
 	}
 	return nil
 }
+
+// closeGrace is how long Close waits, after its context ended, for the goroutine to
+// notice.
+const closeGrace = 100 * time.Millisecond
 
 // run is the background goroutine.
 func (t *Tracker) run() {
