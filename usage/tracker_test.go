@@ -140,7 +140,7 @@ func TestTrackerBatchesAtBatchSize(t *testing.T) {
 	checkNoLeak(t)
 	w := newFakeWriter()
 	w.entered = make(chan int, 10)
-	tr := usage.NewTracker(w, usage.Config{BatchSize: 10, FlushInterval: time.Hour})
+	tr := usage.NewTracker(w, usage.Config{BatchSize: 10, MaxBatchSize: 10, FlushInterval: time.Hour})
 	for i := range 25 {
 		tr.Track(rec(i))
 	}

@@ -2,11 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/usage"
 
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
@@ -43,5 +46,21 @@ func TestWithSearchPath(t *testing.T) {
 	}
 	if got := pgtest.WithSearchPath("host=h sslmode=disable", "s1"); got != "host=h sslmode=disable search_path=s1" {
 		t.Fatalf("key=value DSN: %s", got)
+	}
+}
+
+func TestUsageWriteBatchErrorsAreClassified(t *testing.T) {
+	s := postgres.NewUsage(pgtest.New(t))
+	rec := storagetest.UsageRecord(ecoid.New(ecoid.User), time.Now(), "GET", "/a", 200, time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if err := s.WriteBatch(ctx, []usage.Record{rec}); !usage.IsRetriable(err) || !errors.Is(err, usage.ErrRetriable) {
+		t.Fatalf("a write past its deadline: %v, want a retriable error", err)
+	}
+	if err := s.WriteBatch(context.Background(), []usage.Record{rec, rec}); err != nil {
+		t.Fatalf("a batch holding one ID twice: %v", err) // COPY meets the duplicate; the fallback skips it
+	}
+	if n, _ := s.TotalCalls(context.Background(), time.Time{}, time.Now().Add(time.Hour)); n != 1 {
+		t.Fatalf("rows: %d, want 1", n)
 	}
 }
