@@ -17,8 +17,9 @@ type app struct {
 	log *slog.Logger
 	db  *sqlx.DB // nil with in-memory stores
 
-	authState // accounts and sessions: auth.go
-	keyState  // API keys and rate limits: keys.go
+	authState  // accounts and sessions: auth.go
+	keyState   // API keys and rate limits: keys.go
+	usageState // request tracking, quotas, /api/usage: usage.go
 }
 
 // newApp opens the stores the configuration names and builds the services over them.
@@ -45,6 +46,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		a.close()
 		return nil, err
 	}
+	a.initUsage()
 	return a, nil
 }
 
@@ -70,7 +72,9 @@ func (a *app) shutdown(ctx context.Context) error {
 	if err := a.shutdownKeys(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := a.closeUsage(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	} else if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))
 	}
 	return errors.Join(errs...)
@@ -79,6 +83,11 @@ func (a *app) shutdown(ctx context.Context) error {
 // close releases the stores.
 func (a *app) close() {
 	a.closeKeys()
+	if a.tracker != nil { // shutdown did not run: stop the goroutine, keep what it can
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.tracker.Close(ctx)
+		cancel()
+	}
 	if a.db != nil {
 		_ = a.db.Close()
 	}

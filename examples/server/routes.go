@@ -16,6 +16,7 @@ func (a *app) routes() http.Handler {
 	r.handle("GET /healthz", http.HandlerFunc(a.healthz))
 	a.authRoutes(r)
 	a.keyRoutes(r)
+	a.usageRoutes(r)
 	return a.recoverPanics(a.logRequests(r))
 }
 
