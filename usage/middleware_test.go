@@ -226,3 +226,27 @@ func TestMiddlewareKeepsFlusherReaderFromAndHijacker(t *testing.T) {
 		t.Fatalf("statuses %v of %d records", count, len(got))
 	}
 }
+
+// BenchmarkMiddleware measures the tracking middleware over a handler that writes a
+// small body, against the same handler bare.
+func BenchmarkMiddleware(b *testing.B) {
+	tr := usage.NewTracker(discardWriter{}, usage.Config{BufferSize: 1 << 16})
+	defer tr.Close(context.Background())
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	identify := func(*http.Request) (ecoid.ID, ecoid.ID, bool) { return testKey, testUser, true }
+	req := httptest.NewRequest("GET", "/items/1", nil)
+	w := httptest.NewRecorder()
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+	}{{"bare", mux}, {"tracked", usage.Middleware(tr, identify, usage.MiddlewareConfig{})(mux)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				w.Body.Reset()
+				c.h.ServeHTTP(w, req)
+			}
+		})
+	}
+}

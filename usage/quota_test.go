@@ -213,3 +213,14 @@ func TestPeriodsAndDays(t *testing.T) {
 		t.Fatal("IsError boundary")
 	}
 }
+
+func BenchmarkQuotaReserveMemory(b *testing.B) {
+	q := usage.NewQuota(memory.NewUsage(), fixedLimit(-1, false), usage.QuotaConfig{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := q.Reserve(ctx, testUser); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
