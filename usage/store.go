@@ -86,6 +86,18 @@ type EndpointStats struct {
 	P95LatencyMS float64 // the continuous 95th percentile (PostgreSQL percentile_cont), rounded to 3 decimals
 }
 
+// NewEndpointStats computes the rounded stats of one method and endpoint from its calls,
+// errors, the sum of its latencies and their 95th percentile (both in microseconds).
+// Every adapter builds its answers with it, so they round alike.
+func NewEndpointStats(method, endpoint string, calls, errors, sumMicros int64, p95Micros float64) EndpointStats {
+	s := EndpointStats{Method: method, Endpoint: endpoint, Calls: calls, P95LatencyMS: Round(p95Micros/1000, 3)}
+	if calls > 0 {
+		s.ErrorRate = Round(float64(errors)/float64(calls), 4)
+		s.AvgLatencyMS = Round(float64(sumMicros)/float64(calls)/1000, 3)
+	}
+	return s
+}
+
 // UserCalls is one user's number of calls.
 type UserCalls struct {
 	UserID ecoid.ID

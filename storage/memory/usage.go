@@ -163,14 +163,7 @@ func (s *UsageStore) Endpoints(_ context.Context, user ecoid.ID, from, to time.T
 	})
 	out := make([]usage.EndpointStats, 0, len(groups))
 	for k, a := range groups {
-		out = append(out, usage.EndpointStats{
-			Method:       k.method,
-			Endpoint:     k.endpoint,
-			Calls:        a.calls,
-			ErrorRate:    usage.Round(float64(a.errors)/float64(a.calls), 4),
-			AvgLatencyMS: usage.Round(float64(a.sum)/float64(a.calls)/1000, 3),
-			P95LatencyMS: usage.Round(usage.Percentile(a.latencies, 0.95)/1000, 3),
-		})
+		out = append(out, usage.NewEndpointStats(k.method, k.endpoint, a.calls, a.errors, a.sum, usage.Percentile(a.latencies, 0.95)))
 	}
 	usage.SortEndpoints(out)
 	return out, nil

@@ -208,12 +208,22 @@ type dayRow struct {
 	Errors int64  `db:"errors"`
 }
 
-func (r dayRow) daily() (usage.DailyCalls, error) {
-	d, err := time.Parse(time.DateOnly, r.Day[:min(len(r.Day), len(time.DateOnly))])
-	if err != nil {
-		return usage.DailyCalls{}, fmt.Errorf("postgres: usage: bad day %q: %w", r.Day, err)
+// selectDays runs a query of (day, calls, errors) rows and converts them; nil when there
+// are none.
+func (s *UsageStore) selectDays(ctx context.Context, op, query string, args ...any) ([]usage.DailyCalls, error) {
+	var rows []dayRow
+	if err := s.db.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("postgres: usage %s: %w", op, err)
 	}
-	return usage.DailyCalls{Date: d, Calls: r.Calls, Errors: r.Errors}, nil
+	var out []usage.DailyCalls
+	for _, r := range rows {
+		d, err := time.Parse(time.DateOnly, r.Day)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: usage %s: bad day %q: %w", op, r.Day, err)
+		}
+		out = append(out, usage.DailyCalls{Date: d, Calls: r.Calls, Errors: r.Errors})
+	}
+	return out, nil
 }
 
 // History implements usage.Reader.
@@ -222,21 +232,12 @@ func (s *UsageStore) History(ctx context.Context, user ecoid.ID, from time.Time,
 		return nil, fmt.Errorf("postgres: usage history: days %d < 1", days)
 	}
 	start := usage.DayStart(from)
-	var rows []dayRow
-	err := s.db.SelectContext(ctx, &rows, `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+	sparse, err := s.selectDays(ctx, "history", `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
 			count(*) AS calls, count(*) FILTER (WHERE status >= 400) AS errors
 		FROM eco_api_usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
 		GROUP BY 1`, string(user), start, start.AddDate(0, 0, days))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: usage history: %w", err)
-	}
-	sparse := make([]usage.DailyCalls, 0, len(rows))
-	for _, r := range rows {
-		d, err := r.daily()
-		if err != nil {
-			return nil, err
-		}
-		sparse = append(sparse, d)
+		return nil, err
 	}
 	return usage.FillDays(start, days, sparse), nil
 }
@@ -262,14 +263,7 @@ func (s *UsageStore) Endpoints(ctx context.Context, user ecoid.ID, from, to time
 	}
 	out := make([]usage.EndpointStats, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, usage.EndpointStats{
-			Method:       r.Method,
-			Endpoint:     r.Endpoint,
-			Calls:        r.Calls,
-			ErrorRate:    usage.Round(float64(r.Errors)/float64(r.Calls), 4),
-			AvgLatencyMS: usage.Round(float64(r.Sum)/float64(r.Calls)/1000, 3),
-			P95LatencyMS: usage.Round(r.P95/1000, 3),
-		})
+		out = append(out, usage.NewEndpointStats(r.Method, r.Endpoint, r.Calls, r.Errors, r.Sum, r.P95))
 	}
 	usage.SortEndpoints(out)
 	return out, nil
@@ -340,23 +334,7 @@ func (s *UsageStore) Daily(ctx context.Context, user ecoid.ID, from, to time.Tim
 	if end.Before(to) {
 		end = end.AddDate(0, 0, 1)
 	}
-	var rows []dayRow
-	err := s.db.SelectContext(ctx, &rows, `SELECT to_char(day, 'YYYY-MM-DD') AS day, calls, errors FROM eco_usage_daily
+	return s.selectDays(ctx, "daily", `SELECT to_char(day, 'YYYY-MM-DD') AS day, calls, errors FROM eco_usage_daily
 		WHERE user_id = $1 AND day >= $2::date AND day < $3::date ORDER BY day`,
 		string(user), dateString(first), dateString(end))
-	if err != nil {
-		return nil, fmt.Errorf("postgres: usage daily: %w", err)
-	}
-	out := make([]usage.DailyCalls, 0, len(rows))
-	for _, r := range rows {
-		d, err := r.daily()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
 }
