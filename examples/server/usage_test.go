@@ -256,3 +256,20 @@ func TestUsageSurvivesRestartOnPostgres(t *testing.T) {
 		t.Fatalf("history after restart: %+v", hist.Days)
 	}
 }
+
+func FuzzDaysParam(f *testing.F) {
+	for _, s := range []string{"days=30", "days=", "days=0", "days=366", "days=-1", "days=1e3", "days=%00", "x=1", "days=7&days=8"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		r := httptest.NewRequest("GET", "/api/usage/history", nil)
+		r.URL.RawQuery = query
+		n, ok := daysParam(r, 30)
+		if ok && (n < 1 || n > 365) {
+			t.Fatalf("daysParam(%q) = %d", query, n)
+		}
+		if !ok && n != 0 {
+			t.Fatalf("daysParam(%q) refused with %d", query, n)
+		}
+	})
+}

@@ -298,6 +298,39 @@ func runUsage(t *testing.T, newStores NewStores) {
 		}
 	})
 
+	t.Run("TrackerLosesAndDuplicatesNothing", func(t *testing.T) {
+		s := store(t)
+		flaky := &flakyWriter{Writer: s, failures: 12}
+		tr := usage.NewTracker(flaky, usage.Config{BatchSize: 50, FlushInterval: 10 * time.Millisecond,
+			MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, BufferSize: 64 * 100})
+		user := ecoid.New(ecoid.User)
+		var wg sync.WaitGroup
+		for g := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 100 {
+					r := UsageRecord(user, usageBase.Add(time.Duration(g*100+i)*time.Millisecond), "GET", "/a", 200, time.Millisecond)
+					r.ID = "" // the tracker assigns IDs, once per record
+					if !tr.Track(r) {
+						t.Error("Track refused a record with room in the buffer")
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := tr.Close(cctx); err != nil {
+			t.Fatal(err)
+		}
+		st := tr.Stats()
+		if n := totalCalls(t, s); n != 6400 || st.Flushed != 6400 || st.Retried < 12 {
+			t.Fatalf("store holds %d rows, stats %+v; want 6400 stored after 12 failures", n, st)
+		}
+	})
+
 	t.Run("AggregateIsIdempotent", func(t *testing.T) {
 		s := store(t)
 		user, other := ecoid.New(ecoid.User), ecoid.New(ecoid.User)
@@ -334,6 +367,33 @@ func runUsage(t *testing.T, newStores NewStores) {
 			t.Fatalf("other user's rollup: %v", d)
 		}
 	})
+}
+
+// flakyWriter fails its first calls: odd ones before writing (the connection dropped),
+// even ones after writing (the commit's answer was lost), so the Tracker resends batches
+// the store already holds.
+type flakyWriter struct {
+	usage.Writer
+	mu       sync.Mutex
+	calls    int
+	failures int
+}
+
+func (f *flakyWriter) WriteBatch(ctx context.Context, batch []usage.Record) error {
+	f.mu.Lock()
+	f.calls++
+	call, failing := f.calls, f.calls <= f.failures
+	f.mu.Unlock()
+	if failing && call%2 == 1 {
+		return usage.Retriable(errors.New("connection reset"))
+	}
+	if err := f.Writer.WriteBatch(ctx, batch); err != nil {
+		return err
+	}
+	if failing {
+		return fmt.Errorf("answer lost: %w", context.DeadlineExceeded)
+	}
+	return nil
 }
 
 func mustWrite(t *testing.T, s usage.Store, batch []usage.Record) {
