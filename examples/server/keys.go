@@ -108,13 +108,24 @@ func (a *app) keyRoutes(r *router) {
 	r.handle("GET /api/v1/ping", a.apiKeyRoute(apikey.RequireScopes("read")(http.HandlerFunc(a.apiPing))))
 }
 
-// apiKeyRoute is the chain in front of every API-key route: authenticate the key, then
-// apply its rate limit, then h. Usage tracking and the monthly quota go between the two
-// (a quota reservation can be refunded from RateLimitOptions.OnLimited).
+// apiKeyRoute is the chain in front of every API-key route: authenticate the key →
+// track usage (every authenticated request, whatever its status) → reserve a call of the
+// owner's monthly quota (429 quota_exceeded) → the key's rate limit, whose refusal (or
+// failure) gives the quota reservation back so that a refused request costs no quota → h.
 func (a *app) apiKeyRoute(h http.Handler) http.Handler {
 	authenticate := apikey.Authenticate(a.keys, apikey.AuthOptions{Logger: a.log})
-	rateLimit := apikey.RateLimit(a.limiter, apikey.RateLimitOptions{Logger: a.log})
-	return authenticate(rateLimit(h))
+	rateLimit := apikey.RateLimit(a.limiter, apikey.RateLimitOptions{
+		Logger: a.log,
+		OnLimited: func(w http.ResponseWriter, r *http.Request, d apikey.Decision) {
+			a.releaseQuota(r)
+			apikey.WriteLimited(w, r, d)
+		},
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+			a.releaseQuota(r)
+			apikey.WriteLimiterError(w, r, err)
+		},
+	})
+	return authenticate(a.meter(keyOf, rateLimit(h)))
 }
 
 // apiPing answers 200 {"ok":true,"key_id":…}.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/httpjson"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
@@ -85,6 +86,13 @@ func (a *app) meter(identify usage.IdentifyFunc, next http.Handler) http.Handler
 	}
 	track := usage.Middleware(a.tracker, identify, usage.MiddlewareConfig{})
 	return track(a.quota.Middleware(user)(next))
+}
+
+// keyOf identifies an API-key request for usage tracking: the key and its owner, from
+// what apikey.Authenticate put in the context.
+func keyOf(r *http.Request) (keyID, userID ecoid.ID, ok bool) {
+	k, ok := apikey.KeyFrom(r.Context())
+	return k.ID, k.Owner, ok
 }
 
 // releaseQuota gives back the quota reservation of a request that a later limit refused,

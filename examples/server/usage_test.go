@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,4 +275,126 @@ func FuzzDaysParam(f *testing.F) {
 			t.Fatalf("daysParam(%q) refused with %d", query, n)
 		}
 	})
+}
+
+// meteredKey registers a user and gives them an API key with scope read and the given
+// per-minute rate limit.
+func meteredKey(s *testServer, email string, perMinute int) (sessionAnswer, generatedAnswer) {
+	s.t.Helper()
+	reg := s.register(email)
+	return reg, s.generate(reg.AccessToken, `{"name":"metered","scopes":["read"],"rate_limit_per_minute":`+strconv.Itoa(perMinute)+`}`)
+}
+
+func TestUsageFreeQuotaIsExactOverHTTP(t *testing.T) {
+	a, s := startApp(t, authEnv())
+	reg, key := meteredKey(s, "ann@example.com", 1_000_000)
+	for i := range 990 {
+		if resp := s.do("GET", "/api/v1/ping", "", apiKey(key.Key), nil); resp.StatusCode != 200 {
+			t.Fatalf("ping %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	// 64 clients race for the last 10 calls of the month.
+	var served, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2 {
+				var e errorAnswer
+				resp := s.do("GET", "/api/v1/ping", "", apiKey(key.Key), &e)
+				switch {
+				case resp.StatusCode == 200:
+					served.Add(1)
+				case resp.StatusCode == 429 && e.Error.Code == "quota_exceeded":
+					refused.Add(1)
+				default:
+					t.Errorf("ping: %d %+v", resp.StatusCode, e)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if served.Load() != 10 || refused.Load() != 118 {
+		t.Fatalf("racing for the last 10 calls: %d served, %d refused", served.Load(), refused.Load())
+	}
+	var e errorAnswer
+	resp := s.do("GET", "/api/v1/ping", "", apiKey(key.Key), &e)
+	if resp.StatusCode != 429 || e.Error.Code != "quota_exceeded" || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("the call after the 1,000th: %d %+v", resp.StatusCode, e)
+	}
+	var cur usageCurrentJSON
+	if s.do("GET", "/api/usage/current", "", bearer(reg.AccessToken), &cur); cur.Calls != 1000 || cur.Remaining != 0 || cur.Quota != 1000 {
+		t.Fatalf("current: %+v", cur)
+	}
+	if err := a.tracker.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var hist struct {
+		Days []usageDay `json:"days"`
+	}
+	if s.do("GET", "/api/usage/history?days=1", "", bearer(reg.AccessToken), &hist); len(hist.Days) != 1 || hist.Days[0].Calls != 1119 || hist.Days[0].Errors != 119 {
+		t.Fatalf("history: every authenticated request is logged: %+v", hist.Days)
+	}
+	var eps struct {
+		Endpoints []usageEndpoint `json:"endpoints"`
+	}
+	if s.do("GET", "/api/usage/endpoints", "", bearer(reg.AccessToken), &eps); len(eps.Endpoints) != 1 ||
+		eps.Endpoints[0].Endpoint != "/api/v1/ping" || eps.Endpoints[0].Method != "GET" || eps.Endpoints[0].Calls != 1119 {
+		t.Fatalf("endpoints: %+v", eps.Endpoints)
+	}
+}
+
+func TestUsageRateLimitedCallsCostNoQuota(t *testing.T) {
+	a, s := startApp(t, authEnv())
+	reg, key := meteredKey(s, "ann@example.com", 2)
+	codes := map[int]int{}
+	for range 5 {
+		codes[s.do("GET", "/api/v1/ping", "", apiKey(key.Key), nil).StatusCode]++
+	}
+	if codes[200] != 2 || codes[429] != 3 {
+		t.Fatalf("statuses %v, want 2 served and 3 rate limited", codes)
+	}
+	if resp := s.do("GET", "/api/v1/ping", "", apiKey("eco_api_nope.secret"), nil); resp.StatusCode != 401 {
+		t.Fatalf("a bad key: %d", resp.StatusCode)
+	}
+	var cur usageCurrentJSON
+	if s.do("GET", "/api/usage/current", "", bearer(reg.AccessToken), &cur); cur.Calls != 2 || cur.Remaining != 998 {
+		t.Fatalf("current: %+v; rate-limited calls must cost no quota", cur)
+	}
+	if err := a.tracker.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var hist struct {
+		Days []usageDay `json:"days"`
+	}
+	if s.do("GET", "/api/usage/history?days=1", "", bearer(reg.AccessToken), &hist); hist.Days[0].Calls != 5 || hist.Days[0].Errors != 3 {
+		t.Fatalf("history: %+v; want the 5 authenticated requests, the 401 not", hist.Days)
+	}
+}
+
+func TestUsageTrackedRequestsSurviveRestartOnPostgres(t *testing.T) {
+	dsn := pgDSN(t)
+	env := authEnv()
+	s := startServer(t, env, "-postgres", dsn)
+	reg, key := meteredKey(s, "ann@example.com", 1000)
+	for range 7 {
+		if resp := s.do("GET", "/api/v1/ping", "", apiKey(key.Key), nil); resp.StatusCode != 200 {
+			t.Fatalf("ping: %d", resp.StatusCode)
+		}
+	}
+	if err := s.stop(); err != nil { // SIGTERM: graceful shutdown flushes the tracker
+		t.Fatal(err)
+	}
+	s2 := startServer(t, env, "-postgres", dsn)
+	var hist struct {
+		Days []usageDay `json:"days"`
+	}
+	if s2.do("GET", "/api/usage/history?days=1", "", bearer(reg.AccessToken), &hist); len(hist.Days) != 1 || hist.Days[0].Calls != 7 {
+		t.Fatalf("history after restart: %+v", hist.Days)
+	}
+	var cur usageCurrentJSON
+	if s2.do("GET", "/api/usage/current", "", bearer(reg.AccessToken), &cur); cur.Calls != 7 {
+		t.Fatalf("current after restart: %+v", cur)
+	}
 }
