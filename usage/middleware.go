@@ -43,40 +43,50 @@ func Middleware(t *Tracker, identify IdentifyFunc, cfg MiddlewareConfig) func(ht
 	if now == nil {
 		now = time.Now
 	}
+	m := &meter{t: t, identify: identify, endpoint: cfg.Endpoint, now: now}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := now()
-			rw := &responseWriter{ResponseWriter: w}
-			completed := false
-			defer func() {
-				keyID, userID, ok := identify(r)
-				if !ok {
-					return
-				}
-				status := rw.status
-				switch {
-				case !completed && !rw.hijacked:
-					status = http.StatusInternalServerError // the handler panicked
-				case status == 0 && rw.hijacked:
-					status = http.StatusSwitchingProtocols
-				case status == 0:
-					status = http.StatusOK
-				}
-				t.Track(Record{
-					KeyID:    keyID,
-					UserID:   userID,
-					Endpoint: endpointOf(r, cfg.Endpoint),
-					Method:   r.Method,
-					Status:   status,
-					Latency:  now().Sub(start),
-					Bytes:    rw.bytes,
-					Time:     start,
-				})
-			}()
+			rw := &responseWriter{ResponseWriter: w, start: now()}
+			defer m.record(rw, r) // a method call, not a closure: no allocation
 			next.ServeHTTP(rw, r)
-			completed = true
+			rw.completed = true
 		})
 	}
+}
+
+// meter is Middleware's configuration.
+type meter struct {
+	t        *Tracker
+	identify IdentifyFunc
+	endpoint func(*http.Request) string
+	now      func() time.Time
+}
+
+// record tracks the request once its handler has returned or panicked.
+func (m *meter) record(rw *responseWriter, r *http.Request) {
+	keyID, userID, ok := m.identify(r)
+	if !ok {
+		return
+	}
+	status := rw.status
+	switch {
+	case !rw.completed && !rw.hijacked:
+		status = http.StatusInternalServerError // the handler panicked
+	case status == 0 && rw.hijacked:
+		status = http.StatusSwitchingProtocols
+	case status == 0:
+		status = http.StatusOK
+	}
+	m.t.Track(Record{
+		KeyID:    keyID,
+		UserID:   userID,
+		Endpoint: endpointOf(r, m.endpoint),
+		Method:   r.Method,
+		Status:   status,
+		Latency:  m.now().Sub(rw.start),
+		Bytes:    rw.bytes,
+		Time:     rw.start,
+	})
 }
 
 // endpointOf returns the route pattern without its method, or the fallback's answer.
@@ -99,9 +109,11 @@ func endpointOf(r *http.Request, fallback func(*http.Request) string) string {
 // responseWriter records the status and size of a response.
 type responseWriter struct {
 	http.ResponseWriter
-	status   int
-	bytes    int64
-	hijacked bool
+	start     time.Time
+	status    int
+	bytes     int64
+	hijacked  bool
+	completed bool // the handler returned (did not panic)
 }
 
 func (w *responseWriter) WriteHeader(code int) {
