@@ -166,8 +166,15 @@ func daysParam(r *http.Request, def int) (int, bool) {
 	return n, true
 }
 
-func writeBadDays(w http.ResponseWriter) {
-	httpjson.WriteError(w, http.StatusBadRequest, "invalid_days", "days must be an integer from 1 to 365")
+// lastDays reads ?days=N (default def) and returns the first UTC day of the last N days up
+// to today; it answers 400 invalid_days and returns false for a bad N.
+func lastDays(w http.ResponseWriter, r *http.Request, def int) (from time.Time, days int, ok bool) {
+	days, ok = daysParam(r, def)
+	if !ok {
+		httpjson.WriteError(w, http.StatusBadRequest, "invalid_days", "days must be an integer from 1 to 365")
+		return time.Time{}, 0, false
+	}
+	return usage.DayStart(time.Now()).AddDate(0, 0, 1-days), days, true
 }
 
 type usageDay struct {
@@ -179,12 +186,10 @@ type usageDay struct {
 // usageHistory: GET /api/usage/history?days=N (default 30) → {days:[{date,calls,errors}]},
 // the last N UTC days up to today, oldest first, days without calls included.
 func (a *app) usageHistory(w http.ResponseWriter, r *http.Request) {
-	days, ok := daysParam(r, 30)
+	from, days, ok := lastDays(w, r, 30)
 	if !ok {
-		writeBadDays(w)
 		return
 	}
-	from := usage.DayStart(time.Now()).AddDate(0, 0, 1-days)
 	hist, err := a.usageStore.History(r.Context(), currentUser(r), from, days)
 	if err != nil {
 		a.usageInternalError(w, r, err)
@@ -209,13 +214,11 @@ type usageEndpoint struct {
 // usageEndpoints: GET /api/usage/endpoints?days=N (default 7) → {endpoints:[…]} over the
 // last N UTC days up to now, busiest first.
 func (a *app) usageEndpoints(w http.ResponseWriter, r *http.Request) {
-	days, ok := daysParam(r, 7)
+	from, days, ok := lastDays(w, r, 7)
 	if !ok {
-		writeBadDays(w)
 		return
 	}
-	today := usage.DayStart(time.Now())
-	stats, err := a.usageStore.Endpoints(r.Context(), currentUser(r), today.AddDate(0, 0, 1-days), today.AddDate(0, 0, 1))
+	stats, err := a.usageStore.Endpoints(r.Context(), currentUser(r), from, from.AddDate(0, 0, days))
 	if err != nil {
 		a.usageInternalError(w, r, err)
 		return
