@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/storage/memory"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -235,12 +236,18 @@ func BenchmarkMiddleware(b *testing.B) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 	identify := func(*http.Request) (ecoid.ID, ecoid.ID, bool) { return testKey, testUser, true }
+	quota := usage.NewQuota(memory.NewUsage(), fixedLimit(-1, false), usage.QuotaConfig{})
+	user := func(*http.Request) (ecoid.ID, bool) { return testUser, true }
 	req := httptest.NewRequest("GET", "/items/1", nil)
 	w := httptest.NewRecorder()
 	for _, c := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare", mux}, {"tracked", usage.Middleware(tr, identify, usage.MiddlewareConfig{})(mux)}} {
+	}{
+		{"bare", mux},
+		{"tracked", usage.Middleware(tr, identify, usage.MiddlewareConfig{})(mux)},
+		{"tracked+quota", usage.Middleware(tr, identify, usage.MiddlewareConfig{})(quota.Middleware(user)(mux))},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {

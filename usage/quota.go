@@ -161,8 +161,7 @@ func (q *Quota) Middleware(user func(r *http.Request) (ecoid.ID, bool)) func(htt
 				q.cfg.OnExceeded(w, r, res)
 				return
 			}
-			held := &heldReservation{q: q, res: res}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reservationKey, held)))
+			next.ServeHTTP(w, r.WithContext(&heldReservation{Context: r.Context(), q: q, res: res}))
 		})
 	}
 }
@@ -181,10 +180,21 @@ type contextKey struct{ name string }
 
 var reservationKey = &contextKey{"usage.reservation"}
 
+// heldReservation is the request's context with its reservation in it: one allocation
+// instead of context.WithValue's and a holder's. Value delegates every other key, so the
+// context package still finds the parent's cancellation.
 type heldReservation struct {
+	context.Context
 	q        *Quota
 	res      Reservation
 	released atomic.Bool
+}
+
+func (h *heldReservation) Value(key any) any {
+	if key == reservationKey {
+		return h
+	}
+	return h.Context.Value(key)
 }
 
 // ErrNoReservation is returned by ReleaseReservation for a context without one.
