@@ -211,7 +211,13 @@ func TestMiddlewareKeepsFlusherReaderFromAndHijacker(t *testing.T) {
 			t.Fatalf("hijacked answer %q", body)
 		}
 	}
+	// The server tracks a request when its handler returns, which may be after the
+	// client has read the answer: wait for all six.
 	got := recordsOf(t, tr, w)
+	for deadline := time.Now().Add(10 * time.Second); len(got) < 6 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		got = recordsOf(t, tr, w)
+	}
 	count := map[int]int{}
 	for _, r := range got {
 		count[r.Status]++
