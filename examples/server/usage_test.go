@@ -161,18 +161,20 @@ func TestUsageCurrentHistoryEndpoints(t *testing.T) {
 
 func TestUsageOverage(t *testing.T) {
 	a, s := startApp(t, authEnv())
-	pro := s.register("pro@example.com")
-	free := s.register("free@example.com")
-	proUser := ecoid.MustParse(pro.User.ID)
+	var proUser atomic.Value // set once the user exists; planFor is set before any request
+	proUser.Store(ecoid.ID(""))
 	a.planFor = func(_ context.Context, u ecoid.ID) (usagePlan, error) {
-		if u == proUser {
+		if u == proUser.Load().(ecoid.ID) {
 			return usagePlan{Name: "pro", Quota: 10, OverageMicroUSD: proPlan.OverageMicroUSD}, nil
 		}
 		return freePlan, nil
 	}
+	pro := s.register("pro@example.com")
+	free := s.register("free@example.com")
+	proUser.Store(ecoid.MustParse(pro.User.ID))
 	var ov map[string]int64
 	for i := range 25 {
-		res, err := a.quota.Reserve(context.Background(), proUser)
+		res, err := a.quota.Reserve(context.Background(), proUser.Load().(ecoid.ID))
 		if err != nil || !res.Allowed {
 			t.Fatalf("soft quota refused call %d: %+v %v", i+1, res, err)
 		}
