@@ -25,9 +25,10 @@ type Config struct {
 	MaxBatchSize int
 	// FlushInterval is how often a partial batch is written. Default 5s.
 	FlushInterval time.Duration
-	// BufferSize is how many accepted records the tracker holds while they wait for a
-	// batch or while the store is failing; Track drops (and counts) what does not fit.
-	// Default 10,000; it is raised to BatchSize when smaller.
+	// BufferSize is how many accepted records not yet stored the tracker holds, those
+	// being written included: while they wait for a batch and while the store is failing.
+	// Track drops (and counts) what does not fit. Default 10,000; it is raised to
+	// BatchSize when smaller.
 	BufferSize int
 	// MinBackoff and MaxBackoff bound the wait before a batch is sent again after a
 	// retriable error: it doubles from MinBackoff up to MaxBackoff, and each wait is
@@ -109,12 +110,17 @@ type Tracker struct {
 	w   Writer
 	cfg Config
 
+	// The bounded buffer is two slices of capacity BufferSize: Track appends to cur; the
+	// goroutine swaps cur for the empty spare and writes what it took, so neither holds
+	// the lock for long (at most a copy of fewer than BatchSize records). held counts the taken records not yet
+	// stored or rejected; len(cur)+held never exceeds BufferSize.
 	mu       sync.Mutex
-	ring     []Record // the bounded buffer: n records from head, wrapping
-	head, n  int
+	cur      []Record
+	held     int
 	closed   bool
 	accepted uint64
 	dropped  uint64
+	spare    []Record // the goroutine's own
 
 	flushed  atomic.Uint64
 	retried  atomic.Uint64
@@ -136,7 +142,8 @@ func NewTracker(w Writer, cfg Config) *Tracker {
 	t := &Tracker{
 		w:         w,
 		cfg:       cfg,
-		ring:      make([]Record, cfg.BufferSize),
+		cur:       make([]Record, 0, cfg.BufferSize),
+		spare:     make([]Record, 0, cfg.BufferSize),
 		wake:      make(chan struct{}, 1),
 		flushReq:  make(chan chan struct{}),
 		stop:      make(chan struct{}),
@@ -154,19 +161,14 @@ func NewTracker(w Writer, cfg Config) *Tracker {
 // type ecoid.Usage stamped with its Time) before its first write, so retries keep it.
 func (t *Tracker) Track(r Record) bool {
 	t.mu.Lock()
-	if t.closed || t.n == len(t.ring) {
+	if t.closed || len(t.cur)+t.held >= t.cfg.BufferSize {
 		t.dropped++
 		t.mu.Unlock()
 		return false
 	}
-	i := t.head + t.n
-	if i >= len(t.ring) {
-		i -= len(t.ring)
-	}
-	t.ring[i] = r
-	t.n++
+	t.cur = append(t.cur, r) // within capacity: no allocation
 	t.accepted++
-	full := t.n == t.cfg.BatchSize
+	full := len(t.cur) == t.cfg.BatchSize
 	t.mu.Unlock()
 	if full {
 		select {
@@ -262,72 +264,80 @@ func (t *Tracker) run() {
 	defer close(t.done)
 	ticker := time.NewTicker(t.cfg.FlushInterval)
 	defer ticker.Stop()
-	batch := make([]Record, 0, t.cfg.MaxBatchSize)
 	for {
 		select {
 		case <-t.wake:
-			if t.flush(&batch, false) {
+			if t.flush(false) {
 				return
 			}
 		case <-ticker.C:
-			if t.flush(&batch, true) {
+			if t.flush(true) {
 				return
 			}
 		case reply := <-t.flushReq:
-			aborted := t.flush(&batch, true)
+			aborted := t.flush(true)
 			close(reply)
 			if aborted {
 				return
 			}
 		case <-t.stop:
-			t.flush(&batch, true)
+			t.flush(true)
 			return
 		}
 	}
 }
 
-// flush writes batches taken from the buffer while at least BatchSize records wait, or
-// until it is empty when all is true. It reports whether it stopped because Close's ctx ended.
-func (t *Tracker) flush(batch *[]Record, all bool) (aborted bool) {
+// flush takes the waiting records and writes them, while at least BatchSize wait, or
+// until none wait when all is true. It reports whether it stopped because Close's ctx
+// ended.
+func (t *Tracker) flush(all bool) (aborted bool) {
 	for {
-		if !t.take(batch, all) {
+		t.mu.Lock()
+		if len(t.cur) == 0 || (!all && len(t.cur) < t.cfg.BatchSize) {
+			t.mu.Unlock()
 			return false
 		}
-		if t.write(*batch) {
+		// Take everything, or only whole batches: the tail (fewer than BatchSize
+		// records) is copied into the new buffer and waits for more.
+		old, k := t.cur, len(t.cur)
+		if !all {
+			k -= k % t.cfg.BatchSize
+		}
+		t.cur = append(t.spare[:0], old[k:]...)
+		t.held = k
+		t.mu.Unlock()
+
+		aborted := t.writeAll(old[:k])
+		clear(old) // let the strings go
+		t.spare = old[:0]
+		if aborted {
 			return true
 		}
 	}
 }
 
-// take moves up to MaxBatchSize records from the buffer into batch.
-func (t *Tracker) take(batch *[]Record, all bool) bool {
-	b := (*batch)[:0]
-	t.mu.Lock()
-	if t.n == 0 || (!all && t.n < t.cfg.BatchSize) {
+// writeAll writes taken in batches of at most MaxBatchSize, giving each record without
+// an ID or time its own first.
+func (t *Tracker) writeAll(taken []Record) (aborted bool) {
+	for len(taken) > 0 {
+		batch := taken[:min(len(taken), t.cfg.MaxBatchSize)]
+		taken = taken[len(batch):]
+		for i := range batch {
+			if batch[i].Time.IsZero() {
+				batch[i].Time = t.cfg.Now()
+			}
+			if batch[i].ID == "" {
+				batch[i].ID = ecoid.NewAt(ecoid.Usage, batch[i].Time)
+			}
+		}
+		if t.write(batch) {
+			return true
+		}
+		t.mu.Lock()
+		t.held -= len(batch)
 		t.mu.Unlock()
-		return false
 	}
-	k := min(t.n, t.cfg.MaxBatchSize)
-	for range k {
-		b = append(b, t.ring[t.head])
-		t.ring[t.head] = Record{} // let the strings go
-		t.head++
-		if t.head == len(t.ring) {
-			t.head = 0
-		}
-	}
-	t.n -= k
-	t.mu.Unlock()
-	for i := range b {
-		if b[i].Time.IsZero() {
-			b[i].Time = t.cfg.Now()
-		}
-		if b[i].ID == "" {
-			b[i].ID = ecoid.NewAt(ecoid.Usage, b[i].Time)
-		}
-	}
-	*batch = b
-	return true
+	return false
 }
 
 // write stores batch, retrying retriable errors with backoff and splitting the batch in
