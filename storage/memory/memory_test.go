@@ -16,6 +16,7 @@ func TestConformance(t *testing.T) {
 			APIKeys: memory.NewKeyStore(),
 			Limiter: func(now func() time.Time) apikey.Limiter { return memory.NewLimiter(memory.WithClock(now)) },
 			Usage:   memory.NewUsage(),
+			Billing: memory.NewBillingStore(),
 		}
 	})
 }

@@ -28,7 +28,8 @@ func TestConformance(t *testing.T) {
 				db.SetMaxOpenConns(16)
 				return postgres.NewLimiter(db, postgres.WithLimiterClock(now))
 			},
-			Usage: postgres.NewUsage(db),
+			Usage:   postgres.NewUsage(db),
+			Billing: postgres.NewBillingStore(db),
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -30,6 +31,8 @@ type Stores struct {
 
 	// Usage is the usage.Store under test (request log, quota counter, daily rollup).
 	Usage usage.Store
+	// Billing is the billing.Store under test (subscriptions, Stripe events, overage ledger).
+	Billing billing.Store
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -43,4 +46,5 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("apikey", func(t *testing.T) { testAPIKeys(t, newStores) })
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
+	t.Run("billing", func(t *testing.T) { testBilling(t, newStores) })
 }

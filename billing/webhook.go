@@ -1,0 +1,364 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+// WebhookTolerance is how far a Stripe-Signature timestamp may lie from now, in the past
+// or in the future.
+const WebhookTolerance = 300 * time.Second
+
+// maxWebhookBytes bounds a webhook body; Stripe's events are far smaller.
+const maxWebhookBytes = 1 << 20
+
+// Webhook errors. ErrInvalidSignature covers a missing or malformed header, a wrong
+// signature and a timestamp out of tolerance; ErrInvalidEvent a signed body that is not a
+// Stripe event.
+var (
+	ErrInvalidSignature = errors.New("billing: invalid Stripe signature")
+	ErrInvalidEvent     = errors.New("billing: invalid Stripe event")
+)
+
+// WebhookResult says what HandleWebhook did with an event.
+type WebhookResult struct {
+	EventID   string
+	Type      string
+	Handled   bool // the type is one billing acts on
+	Duplicate bool // the event ID was processed before; nothing was done
+}
+
+// Handled event types.
+const (
+	eventCheckoutCompleted     = "checkout.session.completed"
+	eventSubscriptionCreated   = "customer.subscription.created"
+	eventSubscriptionUpdated   = "customer.subscription.updated"
+	eventSubscriptionDeleted   = "customer.subscription.deleted"
+	eventInvoicePaymentFailed  = "invoice.payment_failed"
+	eventInvoicePaymentSucceed = "invoice.payment_succeeded"
+)
+
+// WebhookHandler returns the http.Handler for Stripe's webhook endpoint, verifying each
+// request with the endpoint's signing secret. It answers 400 invalid_signature to a
+// missing, wrong or stale signature (more than WebhookTolerance in the past or the
+// future) and 400 invalid_event to a signed body that is not an event, 413 to a body over
+// 1 MiB, 200 {"received":true} to events it handled, did not need or had already
+// processed, and 500 when handling failed (the event stays unprocessed so Stripe retries
+// it). It does not need a Stripe client.
+func (s *Service) WebhookHandler(secret string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBytes))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				httpjson.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", "webhook body over 1 MiB")
+				return
+			}
+			httpjson.WriteError(w, http.StatusBadRequest, "invalid_body", "could not read the body")
+			return
+		}
+		res, err := s.HandleWebhook(r.Context(), body, r.Header.Get("Stripe-Signature"), secret)
+		switch {
+		case errors.Is(err, ErrInvalidSignature):
+			httpjson.WriteError(w, http.StatusBadRequest, "invalid_signature", "the Stripe-Signature header does not verify")
+		case errors.Is(err, ErrInvalidEvent):
+			httpjson.WriteError(w, http.StatusBadRequest, "invalid_event", "the body is not a Stripe event")
+		case err != nil:
+			s.log.Error("stripe webhook failed", "event", res.EventID, "type", res.Type, "err", err)
+			httpjson.WriteError(w, http.StatusInternalServerError, "webhook_failed", "the event could not be processed; Stripe will retry")
+		default:
+			httpjson.Write(w, http.StatusOK, map[string]any{"received": true, "duplicate": res.Duplicate})
+		}
+	})
+}
+
+// HandleWebhook verifies payload against the Stripe-Signature header sigHeader and the
+// endpoint secret, then processes the event once (see Store.ProcessEvent). Errors wrap
+// ErrInvalidSignature or ErrInvalidEvent for bad input; any other error means processing
+// failed and the event was not recorded.
+//
+// Verification uses stripe-go's webhook package for the HMAC (every v1 signature in the
+// header is tried), with the timestamp checked here against Config.Now in both
+// directions: stripe-go only rejects old timestamps and reads the wall clock. API
+// version mismatches are accepted: billing reads only fields stable across versions.
+func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sigHeader, secret string) (WebhookResult, error) {
+	if secret == "" {
+		return WebhookResult{}, fmt.Errorf("%w: no endpoint secret configured", ErrInvalidSignature)
+	}
+	ts, err := signatureTime(sigHeader)
+	if err != nil {
+		return WebhookResult{}, err
+	}
+	if d := s.now().Sub(ts); d > WebhookTolerance || d < -WebhookTolerance {
+		return WebhookResult{}, fmt.Errorf("%w: timestamp outside the %s tolerance", ErrInvalidSignature, WebhookTolerance)
+	}
+	evt, err := webhook.ConstructEventWithOptions(payload, sigHeader, secret, webhook.ConstructEventOptions{
+		IgnoreTolerance: true, IgnoreAPIVersionMismatch: true,
+	})
+	if err != nil {
+		if errors.Is(err, webhook.ErrNotSigned) || errors.Is(err, webhook.ErrInvalidHeader) ||
+			errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrTooOld) {
+			return WebhookResult{}, fmt.Errorf("%w: %v", ErrInvalidSignature, err)
+		}
+		return WebhookResult{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	res := WebhookResult{EventID: evt.ID, Type: string(evt.Type)}
+	if evt.ID == "" || evt.Data == nil {
+		return res, fmt.Errorf("%w: no id or data", ErrInvalidEvent)
+	}
+	apply, err := s.eventAction(&evt)
+	if err != nil {
+		return res, err
+	}
+	if apply == nil {
+		return res, nil
+	}
+	res.Handled = true
+	done, err := s.store.ProcessEvent(ctx, Event{ID: evt.ID, Type: res.Type, Created: unixTime(evt.Created)}, apply)
+	if err != nil {
+		return res, fmt.Errorf("billing: process event %s: %w", evt.ID, err)
+	}
+	res.Duplicate = !done
+	return res, nil
+}
+
+// signatureTime reads t= from a Stripe-Signature header.
+func signatureTime(header string) (time.Time, error) {
+	if header == "" {
+		return time.Time{}, fmt.Errorf("%w: no Stripe-Signature header", ErrInvalidSignature)
+	}
+	for _, part := range strings.Split(header, ",") {
+		if v, ok := strings.CutPrefix(part, "t="); ok {
+			sec, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || sec <= 0 {
+				break
+			}
+			return time.Unix(sec, 0), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: no valid timestamp", ErrInvalidSignature)
+}
+
+// eventAction decodes the event's object and returns the store work for it, or nil for a
+// type billing does not act on. A handled type whose object does not decode is
+// ErrInvalidEvent.
+func (s *Service) eventAction(evt *stripe.Event) (func(context.Context, SubscriptionTx) error, error) {
+	at := unixTime(evt.Created)
+	decode := func(v any) error {
+		if err := json.Unmarshal(evt.Data.Raw, v); err != nil {
+			return fmt.Errorf("%w: %s object: %v", ErrInvalidEvent, evt.Type, err)
+		}
+		return nil
+	}
+	switch evt.Type {
+	case eventCheckoutCompleted:
+		var cs stripe.CheckoutSession
+		if err := decode(&cs); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, tx SubscriptionTx) error { return s.onCheckoutCompleted(ctx, tx, &cs, at) }, nil
+	case eventSubscriptionCreated, eventSubscriptionUpdated, eventSubscriptionDeleted:
+		var sub stripe.Subscription
+		if err := decode(&sub); err != nil {
+			return nil, err
+		}
+		deleted := evt.Type == eventSubscriptionDeleted
+		return func(ctx context.Context, tx SubscriptionTx) error {
+			return s.onSubscription(ctx, tx, &sub, at, deleted)
+		}, nil
+	case eventInvoicePaymentFailed, eventInvoicePaymentSucceed:
+		var inv stripe.Invoice
+		if err := decode(&inv); err != nil {
+			return nil, err
+		}
+		paid := evt.Type == eventInvoicePaymentSucceed
+		return func(ctx context.Context, tx SubscriptionTx) error { return s.onInvoice(ctx, tx, &inv, at, paid) }, nil
+	}
+	return nil, nil
+}
+
+// The ordering rule: a row remembers the creation time of the newest event applied to it
+// (StateAt). An event created before StateAt is ignored. An event created in the same
+// second as StateAt applies only to the Stripe subscription the row already points at
+// (so a late update of a subscription deleted in that second cannot revive it). An event
+// about another, newer subscription is adopted unless that subscription has ended.
+
+func (s *Service) onCheckoutCompleted(ctx context.Context, tx SubscriptionTx, cs *stripe.CheckoutSession, at time.Time) error {
+	user, err := ecoid.Parse(cs.ClientReferenceID)
+	if err != nil || user.Type() != ecoid.User {
+		user, err = ecoid.Parse(cs.Metadata["eco_id"])
+		if err != nil || user.Type() != ecoid.User {
+			s.log.Warn("checkout.session.completed without a user EcoID; ignored", "session", cs.ID)
+			return nil
+		}
+	}
+	plan, err := ParsePlan(cs.Metadata["plan"])
+	if err != nil || plan == Free {
+		s.log.Warn("checkout.session.completed without a paid plan; ignored", "session", cs.ID)
+		return nil
+	}
+	email := cs.CustomerEmail
+	if cs.CustomerDetails != nil && cs.CustomerDetails.Email != "" {
+		email = cs.CustomerDetails.Email
+	}
+	subID, custID := "", ""
+	if cs.Subscription != nil {
+		subID = cs.Subscription.ID
+	}
+	if cs.Customer != nil {
+		custID = cs.Customer.ID
+	}
+	now := s.now()
+	if _, err := tx.EnsureSubscription(ctx, Subscription{
+		ID: ecoid.New(ecoid.Subscription), UserID: user, Email: email,
+		Plan: Free, Status: StatusActive, CreatedAt: now, UpdatedAt: now,
+	}); err != nil {
+		return err
+	}
+	_, err = tx.UpdateSubscription(ctx, user, func(r *Subscription) error {
+		if !newer(r, subID, at) {
+			return nil
+		}
+		r.Plan, r.Status, r.CancelAtPeriodEnd = plan, StatusActive, false
+		if subID != "" {
+			r.StripeSubscriptionID = subID
+		}
+		if custID != "" {
+			r.StripeCustomerID = custID
+		}
+		r.StateAt, r.UpdatedAt = at, now
+		return nil
+	})
+	return err
+}
+
+// newer applies the ordering rule for an event about Stripe subscription subID.
+func newer(r *Subscription, subID string, at time.Time) bool {
+	if at.Before(r.StateAt) {
+		return false
+	}
+	if at.Equal(r.StateAt) && !r.StateAt.IsZero() && subID != r.StripeSubscriptionID {
+		return false
+	}
+	return true
+}
+
+// findUser locates the row an object belongs to: by the eco_id in its metadata, else by
+// its Stripe customer. It returns ErrNotFound when neither matches.
+func findUser(ctx context.Context, tx SubscriptionTx, metadata map[string]string, cust *stripe.Customer) (Subscription, error) {
+	if id, err := ecoid.Parse(metadata["eco_id"]); err == nil && id.Type() == ecoid.User {
+		row, err := tx.Subscription(ctx, id)
+		if !errors.Is(err, ErrNotFound) {
+			return row, err
+		}
+	}
+	if cust != nil && cust.ID != "" {
+		return tx.SubscriptionByCustomer(ctx, cust.ID)
+	}
+	return Subscription{}, ErrNotFound
+}
+
+func (s *Service) planOf(sub *stripe.Subscription) (PlanID, bool) {
+	if sub.Items != nil {
+		for _, it := range sub.Items.Data {
+			if it == nil || it.Price == nil || it.Price.ID == "" {
+				continue
+			}
+			switch it.Price.ID {
+			case s.cfg.Prices.Pro:
+				return Pro, true
+			case s.cfg.Prices.Free:
+				return Free, true
+			}
+		}
+	}
+	if p, err := ParsePlan(sub.Metadata["plan"]); err == nil {
+		return p, true
+	}
+	return "", false
+}
+
+func (s *Service) onSubscription(ctx context.Context, tx SubscriptionTx, sub *stripe.Subscription, at time.Time, deleted bool) error {
+	row, err := findUser(ctx, tx, sub.Metadata, sub.Customer)
+	if errors.Is(err, ErrNotFound) {
+		s.log.Warn("subscription event for an unknown customer; ignored", "subscription", sub.ID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	plan, planKnown := s.planOf(sub)
+	now := s.now()
+	_, err = tx.UpdateSubscription(ctx, row.UserID, func(r *Subscription) error {
+		if !newer(r, sub.ID, at) {
+			return nil
+		}
+		if deleted {
+			if r.StripeSubscriptionID != sub.ID {
+				return nil // an old subscription ended; the current one is unaffected
+			}
+			r.Plan, r.Status, r.StripeSubscriptionID, r.CancelAtPeriodEnd = Free, StatusActive, "", false
+			r.CurrentPeriodStart, r.CurrentPeriodEnd = time.Time{}, time.Time{}
+			r.StateAt, r.UpdatedAt = at, now
+			return nil
+		}
+		status := Status(sub.Status)
+		if r.StripeSubscriptionID != sub.ID && r.StripeSubscriptionID != "" && !status.Entitled() {
+			return nil // another subscription that is not live cannot replace the current one
+		}
+		r.StripeSubscriptionID, r.Status, r.CancelAtPeriodEnd = sub.ID, status, sub.CancelAtPeriodEnd
+		if planKnown {
+			r.Plan = plan
+		}
+		if sub.Customer != nil && sub.Customer.ID != "" {
+			r.StripeCustomerID = sub.Customer.ID
+		}
+		r.CurrentPeriodStart, r.CurrentPeriodEnd = unixTime(sub.CurrentPeriodStart), unixTime(sub.CurrentPeriodEnd)
+		r.StateAt, r.UpdatedAt = at, now
+		return nil
+	})
+	return err
+}
+
+func (s *Service) onInvoice(ctx context.Context, tx SubscriptionTx, inv *stripe.Invoice, at time.Time, paid bool) error {
+	if inv.Subscription == nil || inv.Subscription.ID == "" {
+		return nil // a one-off invoice does not change a subscription
+	}
+	row, err := findUser(ctx, tx, inv.Subscription.Metadata, inv.Customer)
+	if errors.Is(err, ErrNotFound) {
+		s.log.Warn("invoice event for an unknown customer; ignored", "invoice", inv.ID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	_, err = tx.UpdateSubscription(ctx, row.UserID, func(r *Subscription) error {
+		if r.StripeSubscriptionID != inv.Subscription.ID || !newer(r, inv.Subscription.ID, at) {
+			return nil
+		}
+		switch {
+		case paid && (r.Status == StatusPastDue || r.Status == StatusUnpaid || r.Status == StatusIncomplete):
+			r.Status = StatusActive
+		case !paid && r.Status.Entitled():
+			r.Status = StatusPastDue
+		default:
+			return nil
+		}
+		r.StateAt, r.UpdatedAt = at, now
+		return nil
+	})
+	return err
+}
