@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
 )
 
 // Idempotency keys. Every create (and update) sent to Stripe carries a key derived from
@@ -267,4 +269,22 @@ func unixTime(sec int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(sec, 0).UTC()
+}
+
+// NewStripeClient returns a Stripe client for the secret key that talks to baseURL
+// ("" means api.stripe.com; stripe-mock's address in tests and demos) through httpClient
+// (nil: stripe-go's default), logging nothing. It builds its own backends, so no global
+// stripe-go state (stripe.Key, stripe.SetBackend) is read or changed.
+func NewStripeClient(key, baseURL string, httpClient *http.Client) *client.API {
+	cfg := &stripe.BackendConfig{
+		HTTPClient:    httpClient,
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	}
+	if baseURL != "" {
+		cfg.URL = stripe.String(strings.TrimRight(baseURL, "/"))
+	}
+	api := stripe.GetBackendWithConfig(stripe.APIBackend, cfg)
+	uploads := stripe.GetBackendWithConfig(stripe.UploadsBackend, cfg)
+	connect := stripe.GetBackendWithConfig(stripe.ConnectBackend, cfg)
+	return client.New(key, &stripe.Backends{API: api, Connect: connect, Uploads: uploads})
 }
