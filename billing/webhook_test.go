@@ -1,0 +1,385 @@
+package billing_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/billing"
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/storage/memory"
+)
+
+// Objects as Stripe sends them (the fields billing reads).
+func checkoutSession(user ecoid.ID, plan, cust, sub string) map[string]any {
+	return map[string]any{
+		"id": "cs_test_1", "object": "checkout.session", "mode": "subscription",
+		"client_reference_id": user.String(), "customer": cust, "subscription": sub,
+		"customer_details": map[string]any{"email": "buyer@example.com"},
+		"metadata":         map[string]any{"eco_id": user.String(), "plan": plan},
+	}
+}
+
+func subscriptionObj(user ecoid.ID, id, cust, status, price string, cancel bool, start time.Time) map[string]any {
+	md := map[string]any{}
+	if user != "" {
+		md["eco_id"] = user.String()
+	}
+	return map[string]any{
+		"id": id, "object": "subscription", "customer": cust, "status": status,
+		"cancel_at_period_end": cancel, "current_period_start": start.Unix(), "current_period_end": start.AddDate(0, 1, 0).Unix(),
+		"metadata": md,
+		"items": map[string]any{"object": "list", "data": []any{
+			map[string]any{"id": "si_1", "object": "subscription_item", "price": map[string]any{"id": price, "object": "price"}},
+		}},
+	}
+}
+
+func invoiceObj(id, cust, sub string) map[string]any {
+	return map[string]any{"id": id, "object": "invoice", "customer": cust, "subscription": sub}
+}
+
+var evtSeq atomic.Int64
+
+func evtID() string { return fmt.Sprintf("evt_test_%d", evtSeq.Add(1)) }
+
+// proUser is a user whom checkout made Pro on Stripe subscription sub_1 / customer cus_1.
+func proUser(t *testing.T, e *env) ecoid.ID {
+	t.Helper()
+	u := e.user(t)
+	status, body := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", e.clock.Now().Add(-time.Minute), checkoutSession(u, "pro", "cus_1", "sub_1")))
+	if status != 200 {
+		t.Fatalf("checkout.session.completed: %d %v", status, body)
+	}
+	return u
+}
+
+func TestWebhookCheckoutActivatesPlan(t *testing.T) {
+	e := newEnv(t, false)
+	u := e.user(t)
+	if l, hard, _ := e.svc.QuotaFor(context.Background(), u); l != 1000 || !hard {
+		t.Fatal("not on Free before checkout")
+	}
+	status, body := e.deliver(t, stripeEvent("evt_co", "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_9", "sub_9")))
+	if status != 200 || body["received"] != true || body["duplicate"] != false {
+		t.Fatalf("status %d %v", status, body)
+	}
+	row := e.row(t, u)
+	if row.Plan != billing.Pro || row.Status != billing.StatusActive || row.StripeCustomerID != "cus_9" || row.StripeSubscriptionID != "sub_9" || !row.StateAt.Equal(testNow) {
+		t.Fatalf("row after checkout: %+v", row)
+	}
+	if l, hard, _ := e.svc.QuotaFor(context.Background(), u); l != 100_000 || hard {
+		t.Fatalf("QuotaFor after checkout = %d, %v", l, hard)
+	}
+}
+
+func TestWebhookCheckoutForUserWithoutRow(t *testing.T) {
+	e := newEnv(t, false)
+	u := ecoid.New(ecoid.User)
+	cs := checkoutSession(u, "pro", "cus_2", "sub_2")
+	cs["client_reference_id"] = "" // found through metadata instead
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, cs)); status != 200 {
+		t.Fatal(status)
+	}
+	if row := e.row(t, u); row.Plan != billing.Pro || row.Email != "buyer@example.com" {
+		t.Fatalf("row = %+v", row)
+	}
+}
+
+func TestWebhookCheckoutWithoutUserOrPlanIsIgnored(t *testing.T) {
+	e := newEnv(t, false)
+	u := e.user(t)
+	noUser := checkoutSession(u, "pro", "cus_3", "sub_3")
+	noUser["client_reference_id"], noUser["metadata"] = "someone", map[string]any{}
+	badPlan := checkoutSession(u, "gold", "cus_3", "sub_3")
+	freePlan := checkoutSession(u, "free", "cus_3", "sub_3")
+	for _, obj := range []map[string]any{noUser, badPlan, freePlan} {
+		if status, _ := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, obj)); status != 200 {
+			t.Fatal(status)
+		}
+	}
+	if row := e.row(t, u); row.Plan != billing.Free {
+		t.Fatalf("an unusable checkout changed the plan: %+v", row)
+	}
+}
+
+func TestWebhookDuplicateIsProcessedOnce(t *testing.T) {
+	e := newEnv(t, false)
+	u := e.user(t)
+	payload := stripeEvent("evt_dup", "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1"))
+	if status, _ := e.deliver(t, payload); status != 200 {
+		t.Fatal(status)
+	}
+	// Undo locally; a redelivery must not apply the event again.
+	e.setRow(t, u, func(s *billing.Subscription) { s.Plan = billing.Free })
+	status, body := e.deliver(t, payload)
+	if status != 200 || body["duplicate"] != true {
+		t.Fatalf("redelivery: %d %v", status, body)
+	}
+	if e.row(t, u).Plan != billing.Free {
+		t.Fatal("a duplicate event was applied again")
+	}
+}
+
+func TestWebhookSignatureChecks(t *testing.T) {
+	e := newEnv(t, false)
+	u := e.user(t)
+	payload := stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1"))
+	now := e.clock.Now()
+	cases := map[string]string{
+		"missing":         "",
+		"garbage":         "not a signature",
+		"no timestamp":    "v1=" + strings.Repeat("ab", 32),
+		"bad timestamp":   "t=abc,v1=00",
+		"wrong secret":    signed(payload, "whsec_other", now),
+		"stale":           signed(payload, whSecret, now.Add(-301*time.Second)),
+		"future":          signed(payload, whSecret, now.Add(301*time.Second)),
+		"other body":      signed([]byte(`{"id":"evt_x"}`), whSecret, now),
+		"no v1 signature": fmt.Sprintf("t=%d,v0=abc", now.Unix()),
+	}
+	for name, sig := range cases {
+		status, body := e.post(t, payload, sig)
+		if status != 400 || errCode(body) != "invalid_signature" {
+			t.Errorf("%s: %d %v", name, status, body)
+		}
+	}
+	if e.row(t, u).Plan != billing.Free {
+		t.Fatal("an unverified event was applied")
+	}
+	// Inside the tolerance either way it verifies.
+	for _, d := range []time.Duration{-299 * time.Second, 299 * time.Second} {
+		p := stripeEvent(evtID(), "invoice.created", testNow, map[string]any{"id": "in_1", "object": "invoice"})
+		if status, body := e.post(t, p, signed(p, whSecret, now.Add(d))); status != 200 {
+			t.Errorf("signature %v from now: %d %v", d, status, body)
+		}
+	}
+	// Several v1 signatures (a rolled secret): any one that matches is enough.
+	p := stripeEvent(evtID(), "invoice.created", testNow, map[string]any{"id": "in_2", "object": "invoice"})
+	good := signed(p, whSecret, now)
+	rolled := good + ",v1=" + strings.Repeat("00", 32)
+	if status, _ := e.post(t, p, rolled); status != 200 {
+		t.Errorf("rolled secret header: %d", status)
+	}
+	// An empty endpoint secret verifies nothing.
+	if _, err := e.svc.HandleWebhook(context.Background(), p, good, ""); !errors.Is(err, billing.ErrInvalidSignature) {
+		t.Errorf("empty secret: %v", err)
+	}
+}
+
+func TestWebhookBadBodies(t *testing.T) {
+	e := newEnv(t, false)
+	for name, payload := range map[string][]byte{
+		"not json":        []byte("{nope"),
+		"no id":           []byte(`{"object":"event","type":"checkout.session.completed","data":{"object":{}}}`),
+		"no data":         []byte(`{"id":"evt_nd","object":"event","type":"checkout.session.completed"}`),
+		"wrong object":    []byte(`{"id":"evt_wo","object":"event","type":"customer.subscription.updated","data":{"object":{"status":42}}}`),
+		"wrong checkout":  []byte(`{"id":"evt_wc","object":"event","type":"checkout.session.completed","data":{"object":{"metadata":"x"}}}`),
+		"wrong invoice":   []byte(`{"id":"evt_wi","object":"event","type":"invoice.payment_failed","data":{"object":{"subscription":7}}}`),
+		"data not object": []byte(`{"id":"evt_dn","object":"event","type":"invoice.payment_failed","data":{"object":[]}}`),
+	} {
+		status, body := e.deliver(t, payload)
+		if status != 400 || errCode(body) != "invalid_event" {
+			t.Errorf("%s: %d %v", name, status, body)
+		}
+	}
+	big := bytes.Repeat([]byte("x"), 1<<20+1)
+	if status, _ := e.post(t, big, signed(big, whSecret, e.clock.Now())); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d", status)
+	}
+	req, _ := http.NewRequest("POST", "/", errReader{})
+	w := newResponse()
+	e.svc.WebhookHandler(whSecret).ServeHTTP(w, req)
+	if w.status != 400 {
+		t.Errorf("unreadable body: %d", w.status)
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+func TestWebhookUnhandledTypeAnswers200(t *testing.T) {
+	e := newEnv(t, false)
+	p := stripeEvent("evt_unh", "customer.created", testNow, map[string]any{"id": "cus_1", "object": "customer"})
+	res, err := e.svc.HandleWebhook(context.Background(), p, signed(p, whSecret, testNow), whSecret)
+	if err != nil || res.Handled || res.EventID != "evt_unh" || res.Type != "customer.created" {
+		t.Fatalf("HandleWebhook = %+v, %v", res, err)
+	}
+	if status, _ := e.deliver(t, p); status != 200 {
+		t.Fatal(status)
+	}
+}
+
+func TestWebhookSubscriptionUpdated(t *testing.T) {
+	e := newEnv(t, false)
+	u := proUser(t, e)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	obj := subscriptionObj(u, "sub_1", "cus_1", "past_due", proPrice, true, start)
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow, obj)); status != 200 {
+		t.Fatal(status)
+	}
+	row := e.row(t, u)
+	if row.Status != billing.StatusPastDue || !row.CancelAtPeriodEnd || !row.CurrentPeriodStart.Equal(start) ||
+		!row.CurrentPeriodEnd.Equal(start.AddDate(0, 1, 0)) || row.Plan != billing.Pro {
+		t.Fatalf("row = %+v", row)
+	}
+	// Found by customer when the metadata has no eco_id; the plan comes from the price.
+	obj = subscriptionObj("", "sub_1", "cus_1", "active", freePrice, false, start)
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(time.Second), obj)); status != 200 {
+		t.Fatal(status)
+	}
+	if row := e.row(t, u); row.Plan != billing.Free || row.Status != billing.StatusActive {
+		t.Fatalf("row = %+v", row)
+	}
+	// An unknown price falls back to the metadata's plan, and then to the current plan.
+	obj = subscriptionObj(u, "sub_1", "cus_1", "active", "price_other", false, start)
+	obj["metadata"] = map[string]any{"eco_id": u.String(), "plan": "pro"}
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(2*time.Second), obj))
+	if row := e.row(t, u); row.Plan != billing.Pro {
+		t.Fatalf("plan from metadata: %+v", row)
+	}
+	obj = subscriptionObj(u, "sub_1", "cus_1", "trialing", "price_other", false, start)
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(3*time.Second), obj))
+	if row := e.row(t, u); row.Plan != billing.Pro || row.Status != billing.StatusTrialing {
+		t.Fatalf("unknown price and plan: %+v", row)
+	}
+	// An event for a customer nobody has is acknowledged and ignored.
+	obj = subscriptionObj("", "sub_x", "cus_unknown", "active", proPrice, false, start)
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow, obj)); status != 200 {
+		t.Fatal(status)
+	}
+}
+
+func TestWebhookOutOfOrderNeverGoesBack(t *testing.T) {
+	e := newEnv(t, false)
+	u := proUser(t, e)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	newer := subscriptionObj(u, "sub_1", "cus_1", "active", proPrice, true, start)
+	older := subscriptionObj(u, "sub_1", "cus_1", "past_due", proPrice, false, start)
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(10*time.Second), newer))
+	status, _ := e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(5*time.Second), older))
+	if row := e.row(t, u); status != 200 || row.Status != billing.StatusActive || !row.CancelAtPeriodEnd {
+		t.Fatalf("an older update overwrote a newer one: %d %+v", status, row)
+	}
+	// A delete and a late update of the same subscription in the same second: stays Free.
+	at := testNow.Add(20 * time.Second)
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.deleted", at, subscriptionObj(u, "sub_1", "cus_1", "canceled", proPrice, false, start)))
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", at, subscriptionObj(u, "sub_1", "cus_1", "active", proPrice, false, start)))
+	if row := e.row(t, u); row.Plan != billing.Free {
+		t.Fatalf("a late update revived a deleted subscription: %+v", row)
+	}
+	// A late checkout.session.completed older than the deletion changes nothing.
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1")))
+	if row := e.row(t, u); row.Plan != billing.Free {
+		t.Fatalf("a stale checkout reactivated the plan: %+v", row)
+	}
+	// A later, new subscription is adopted.
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", at.Add(time.Minute), subscriptionObj(u, "sub_2", "cus_1", "active", proPrice, false, start)))
+	if row := e.row(t, u); row.Plan != billing.Pro || row.StripeSubscriptionID != "sub_2" {
+		t.Fatalf("a new subscription was not adopted: %+v", row)
+	}
+	// But an ended other subscription does not replace the current one, nor does its
+	// deletion end the current one.
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", at.Add(2*time.Minute), subscriptionObj(u, "sub_old", "cus_1", "canceled", proPrice, false, start)))
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.deleted", at.Add(3*time.Minute), subscriptionObj(u, "sub_old", "cus_1", "canceled", proPrice, false, start)))
+	if row := e.row(t, u); row.Plan != billing.Pro || row.StripeSubscriptionID != "sub_2" || row.Status != billing.StatusActive {
+		t.Fatalf("another subscription's end changed the current one: %+v", row)
+	}
+}
+
+func TestWebhookDeletedGoesBackToFree(t *testing.T) {
+	e := newEnv(t, false)
+	u := proUser(t, e)
+	obj := subscriptionObj(u, "sub_1", "cus_1", "canceled", proPrice, false, testNow)
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "customer.subscription.deleted", testNow, obj)); status != 200 {
+		t.Fatal(status)
+	}
+	row := e.row(t, u)
+	if row.Plan != billing.Free || row.Status != billing.StatusActive || row.StripeSubscriptionID != "" || row.StripeCustomerID != "cus_1" {
+		t.Fatalf("row after delete = %+v", row)
+	}
+	if l, hard, _ := e.svc.QuotaFor(context.Background(), u); l != 1000 || !hard {
+		t.Fatalf("QuotaFor after delete = %d %v", l, hard)
+	}
+}
+
+func TestWebhookInvoices(t *testing.T) {
+	e := newEnv(t, false)
+	u := proUser(t, e)
+	failed := stripeEvent(evtID(), "invoice.payment_failed", testNow, invoiceObj("in_1", "cus_1", "sub_1"))
+	if status, _ := e.deliver(t, failed); status != 200 || e.row(t, u).Status != billing.StatusPastDue {
+		t.Fatalf("after payment_failed: %d %+v", status, e.row(t, u))
+	}
+	if l, _, _ := e.svc.QuotaFor(context.Background(), u); l != 100_000 {
+		t.Fatal("past_due lost the plan while Stripe retries")
+	}
+	paid := stripeEvent(evtID(), "invoice.payment_succeeded", testNow.Add(time.Minute), invoiceObj("in_1", "cus_1", "sub_1"))
+	if status, _ := e.deliver(t, paid); status != 200 || e.row(t, u).Status != billing.StatusActive {
+		t.Fatalf("after payment_succeeded: %d %+v", status, e.row(t, u))
+	}
+	// An older failure delivered late does not undo the payment.
+	lateFail := stripeEvent(evtID(), "invoice.payment_failed", testNow.Add(30*time.Second), invoiceObj("in_0", "cus_1", "sub_1"))
+	e.deliver(t, lateFail)
+	if e.row(t, u).Status != billing.StatusActive {
+		t.Fatal("a late failure moved the subscription back")
+	}
+	// Invoices of another subscription, without one, or of unknown customers change nothing.
+	for _, obj := range []map[string]any{invoiceObj("in_2", "cus_1", "sub_other"), invoiceObj("in_3", "cus_1", ""), invoiceObj("in_4", "cus_nobody", "sub_9")} {
+		if status, _ := e.deliver(t, stripeEvent(evtID(), "invoice.payment_failed", testNow.Add(time.Hour), obj)); status != 200 {
+			t.Fatal(status)
+		}
+	}
+	if e.row(t, u).Status != billing.StatusActive {
+		t.Fatal("an unrelated invoice changed the subscription")
+	}
+	// A payment on an active subscription changes nothing either.
+	e.deliver(t, stripeEvent(evtID(), "invoice.payment_succeeded", testNow.Add(2*time.Hour), invoiceObj("in_5", "cus_1", "sub_1")))
+	if e.row(t, u).Status != billing.StatusActive {
+		t.Fatal("status changed")
+	}
+}
+
+// failingStore fails ProcessEvent's work while fail is set, like a database error
+// inside the transaction.
+type failingStore struct {
+	*memory.BillingStore
+	fail atomic.Bool
+}
+
+func (f *failingStore) ProcessEvent(ctx context.Context, e billing.Event, fn func(context.Context, billing.SubscriptionTx) error) (bool, error) {
+	return f.BillingStore.ProcessEvent(ctx, e, func(ctx context.Context, tx billing.SubscriptionTx) error {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		if f.fail.Load() {
+			return errors.New("database went away")
+		}
+		return nil
+	})
+}
+
+func TestWebhookHandlerErrorLeavesEventUnprocessed(t *testing.T) {
+	fs := &failingStore{BillingStore: memory.NewBillingStore()}
+	e := newEnvWith(t, fs, false)
+	u := e.user(t)
+	payload := stripeEvent("evt_retry", "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1"))
+	fs.fail.Store(true)
+	status, body := e.deliver(t, payload)
+	if status != 500 || errCode(body) != "webhook_failed" || strings.Contains(fmt.Sprint(body), "database") {
+		t.Fatalf("failing handler: %d %v", status, body)
+	}
+	if e.row(t, u).Plan != billing.Free {
+		t.Fatal("a failed event left its changes")
+	}
+	fs.fail.Store(false)
+	status, body = e.deliver(t, payload) // Stripe's retry
+	if status != 200 || body["duplicate"] != false || e.row(t, u).Plan != billing.Pro {
+		t.Fatalf("retry: %d %v %+v", status, body, e.row(t, u))
+	}
+}
