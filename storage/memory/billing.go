@@ -213,10 +213,10 @@ func (s *BillingStore) ListSubscriptions(_ context.Context, q billing.ListQuery)
 		return c
 	})
 	total := int64(len(rows))
-	start := (q.Page - 1) * q.Limit
-	if q.Page < 1 || q.Limit < 1 || start >= len(rows) {
-		return []billing.Subscription{}, total, nil
+	if q.Page < 1 || q.Limit < 1 || q.Page-1 >= (len(rows)+q.Limit-1)/q.Limit {
+		return []billing.Subscription{}, total, nil // also keeps (Page-1)*Limit from overflowing
 	}
+	start := (q.Page - 1) * q.Limit
 	return rows[start:min(start+q.Limit, len(rows))], total, nil
 }
 

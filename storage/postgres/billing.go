@@ -251,8 +251,8 @@ func (s *BillingStore) ListSubscriptions(ctx context.Context, q billing.ListQuer
 	if err := sqlx.GetContext(ctx, s.db, &total, `SELECT count(*) FROM eco_subscriptions `+where, args...); err != nil {
 		return nil, 0, err
 	}
-	if q.Page < 1 || q.Limit < 1 {
-		return []billing.Subscription{}, total, nil
+	if q.Page < 1 || q.Limit < 1 || int64(q.Page-1) >= (total+int64(q.Limit)-1)/int64(q.Limit) {
+		return []billing.Subscription{}, total, nil // past the end; also keeps OFFSET from overflowing
 	}
 	n := len(args)
 	args = append(args, q.Limit, int64(q.Page-1)*int64(q.Limit))

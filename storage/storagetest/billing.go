@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -293,6 +294,10 @@ func testBilling(t *testing.T, newStores NewStores) {
 		rows, total, _ = s.ListSubscriptions(ctx, billing.ListQuery{Page: 9, Limit: 3, Sort: "created_at"})
 		if len(rows) != 0 || total != 7 {
 			t.Fatalf("page past the end = %d rows, total %d", len(rows), total)
+		}
+		rows, total, err = s.ListSubscriptions(ctx, billing.ListQuery{Page: math.MaxInt, Limit: 100, Sort: "created_at"})
+		if err != nil || len(rows) != 0 || total != 7 {
+			t.Fatalf("page MaxInt = %d rows, total %d, %v", len(rows), total, err)
 		}
 		rows, _, _ = s.ListSubscriptions(ctx, billing.ListQuery{Page: 1, Limit: 100, Sort: "-created_at"})
 		if len(rows) != 7 || rows[0].ID != all[6].ID || rows[6].ID != all[0].ID {
