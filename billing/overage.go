@@ -39,6 +39,11 @@ func (s *Service) ProcessOverage(ctx context.Context) (OverageResult, error) {
 //     older than Config.OverageLease a later run re-claims it and repeats the call with
 //     the same idempotency key, and Stripe answers with the item it already created.
 //
+// Terms are those of each subscription when the run happens: a subscription that ended
+// (customer.subscription.deleted) before the cron ran for its last month is on Free by
+// then and that month's overage is not charged; run the cron early on the first of the
+// month. Keeping a history of terms per period would close this gap.
+//
 // Errors of single subscriptions do not stop the run: they are joined into the returned
 // error while the counts cover what was done. ErrPeriodOpen when the period has not
 // ended; ErrDisabled without Stripe; ErrNoUsage without a UsageSource.
