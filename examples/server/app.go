@@ -17,9 +17,10 @@ type app struct {
 	log *slog.Logger
 	db  *sqlx.DB // nil with in-memory stores
 
-	authState  // accounts and sessions: auth.go
-	keyState   // API keys and rate limits: keys.go
-	usageState // request tracking, quotas, /api/usage: usage.go
+	authState    // accounts and sessions: auth.go
+	keyState     // API keys and rate limits: keys.go
+	usageState   // request tracking, quotas, /api/usage: usage.go
+	billingState // subscriptions, webhooks, overage, admin analytics: billing.go
 }
 
 // newApp opens the stores the configuration names and builds the services over them.
@@ -47,6 +48,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.initUsage()
+	a.initBilling(noUsage{}) // TODO(lead): the usage store's adapter once usage lands
 	return a, nil
 }
 

@@ -17,6 +17,7 @@ func (a *app) routes() http.Handler {
 	a.authRoutes(r)
 	a.keyRoutes(r)
 	a.usageRoutes(r)
+	a.billingRoutes(r)
 	return a.recoverPanics(a.logRequests(r))
 }
 

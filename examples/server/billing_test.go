@@ -1,0 +1,248 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/testenv"
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+const (
+	testWebhookSecret = "whsec_server_test"
+	testCronSecret    = "cron-secret-for-tests"
+)
+
+type subscriptionAnswer struct {
+	ID                string `json:"id"`
+	Plan              string `json:"plan"`
+	Status            string `json:"status"`
+	CancelAtPeriodEnd bool   `json:"cancel_at_period_end"`
+	Quota             int64  `json:"quota"`
+	HardCap           bool   `json:"hard_cap"`
+	PriceCents        int64  `json:"price_cents"`
+	BillingEnabled    bool   `json:"billing_enabled"`
+}
+
+// billingEnv is authEnv plus billing against stripe-mock (skipping without it).
+func billingEnv(t *testing.T, extra ...string) map[string]string {
+	t.Helper()
+	return authEnv(append([]string{
+		"STRIPE_SECRET_KEY", "sk_test_server", "STRIPE_API_BASE", testenv.Stripe(t),
+		"STRIPE_WEBHOOK_SECRET", testWebhookSecret, "STRIPE_PRICE_PRO", "price_pro_server",
+		"NEXUS_CRON_SECRET", testCronSecret, "NEXUS_ADMINS", "boss@example.com",
+	}, extra...)...)
+}
+
+// webhook posts a signed Stripe event to the server.
+func (s *testServer) stripeEvent(typ string, created time.Time, object string) *http.Response {
+	s.t.Helper()
+	payload := fmt.Sprintf(`{"id":"evt_%s","object":"event","api_version":"2023-10-16","type":%q,"created":%d,"data":{"object":%s}}`,
+		ecoid.New(ecoid.Event)[8:], typ, created.Unix(), object)
+	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(payload), Secret: testWebhookSecret}).Header
+	return s.do("POST", "/api/webhooks/stripe", payload, http.Header{"Stripe-Signature": {sig}}, nil)
+}
+
+func TestBillingDisabledWithoutStripeKey(t *testing.T) {
+	s := startServer(t, authEnv("NEXUS_CRON_SECRET", testCronSecret, "NEXUS_ADMINS", "boss@example.com"))
+	user := s.register("ann@example.com")
+	var sub subscriptionAnswer
+	if resp := s.do("GET", "/api/subscriptions/current", "", bearer(user.AccessToken), &sub); resp.StatusCode != 200 ||
+		sub.Plan != "free" || sub.Quota != 1000 || !sub.HardCap || sub.BillingEnabled || !strings.HasPrefix(sub.ID, "eco_sub_") {
+		t.Fatalf("current: %d %+v", resp.StatusCode, sub)
+	}
+	for _, path := range []string{"/api/subscriptions/checkout", "/api/subscriptions/cancel", "/api/subscriptions/portal"} {
+		var e errorAnswer
+		if resp := s.do("POST", path, `{"plan":"pro"}`, bearer(user.AccessToken), &e); resp.StatusCode != 503 || e.Error.Code != "billing_disabled" {
+			t.Errorf("%s: %d %+v", path, resp.StatusCode, e)
+		}
+	}
+	var e errorAnswer
+	if resp := s.do("POST", "/api/webhooks/stripe", `{}`, nil, &e); resp.StatusCode != 503 || e.Error.Code != "billing_disabled" {
+		t.Errorf("webhook: %d %+v", resp.StatusCode, e)
+	}
+	if resp := s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &e); resp.StatusCode != 503 {
+		t.Errorf("cron: %d", resp.StatusCode)
+	}
+	if resp := s.do("POST", "/api/cron/process-overage", "", nil, &e); resp.StatusCode != 401 {
+		t.Errorf("cron without token: %d", resp.StatusCode)
+	}
+	boss := s.register("boss@example.com")
+	var ov map[string]any
+	if resp := s.do("GET", "/api/admin/analytics/overview", "", bearer(boss.AccessToken), &ov); resp.StatusCode != 200 {
+		t.Fatalf("overview without Stripe: %d %v", resp.StatusCode, ov)
+	}
+	if byPlan := ov["users_by_plan"].(map[string]any); byPlan["free"] != 2.0 {
+		t.Fatalf("users by plan %v", byPlan)
+	}
+}
+
+func TestSubscriptionLifecycle(t *testing.T) {
+	s := startServer(t, billingEnv(t))
+	user := s.register("ann@example.com")
+	tok := bearer(user.AccessToken)
+	var e errorAnswer
+	if resp := s.do("POST", "/api/subscriptions/checkout", `{"plan":"pro"}`, nil, &e); resp.StatusCode != 401 {
+		t.Fatalf("anonymous checkout: %d", resp.StatusCode)
+	}
+	for body, code := range map[string]string{`{"plan":"gold"}`: "invalid_plan", `{"plan":"free"}`: "invalid_plan", `{}`: "invalid_plan", `{"plan":`: "invalid_json", `{"plan":7}`: "invalid_json"} {
+		if resp := s.do("POST", "/api/subscriptions/checkout", body, tok, &e); resp.StatusCode != 400 || e.Error.Code != code {
+			t.Errorf("checkout %s: %d %+v", body, resp.StatusCode, e)
+		}
+	}
+	var out map[string]string
+	if resp := s.do("POST", "/api/subscriptions/checkout", `{"plan":"pro"}`, tok, &out); resp.StatusCode != 200 || out["url"] == "" {
+		t.Fatalf("checkout: %d %v", resp.StatusCode, out)
+	}
+	if resp := s.do("POST", "/api/subscriptions/portal", "", tok, &out); resp.StatusCode != 200 || out["url"] == "" {
+		t.Fatalf("portal: %d %v", resp.StatusCode, out)
+	}
+	if resp := s.do("POST", "/api/subscriptions/cancel", "", tok, &e); resp.StatusCode != 409 || e.Error.Code != "no_subscription" {
+		t.Fatalf("cancel on Free: %d %+v", resp.StatusCode, e)
+	}
+
+	// Stripe reports the completed checkout: the user is on Pro.
+	now := time.Now()
+	uid := user.User.ID
+	resp := s.stripeEvent("checkout.session.completed", now.Add(-time.Minute), fmt.Sprintf(
+		`{"id":"cs_1","object":"checkout.session","client_reference_id":%q,"customer":"cus_srv","subscription":"sub_srv","metadata":{"eco_id":%q,"plan":"pro"}}`, uid, uid))
+	if resp.StatusCode != 200 {
+		t.Fatalf("webhook: %d", resp.StatusCode)
+	}
+	var sub subscriptionAnswer
+	if resp := s.do("GET", "/api/subscriptions/current", "", tok, &sub); resp.StatusCode != 200 || sub.Plan != "pro" || sub.Quota != 100_000 || sub.HardCap || sub.PriceCents != 2900 || !sub.BillingEnabled {
+		t.Fatalf("current after checkout: %+v", sub)
+	}
+	if resp := s.do("POST", "/api/subscriptions/cancel", "", tok, &sub); resp.StatusCode != 200 || !sub.CancelAtPeriodEnd || sub.Plan != "pro" {
+		t.Fatalf("cancel: %d %+v", resp.StatusCode, sub)
+	}
+	// A bad signature is refused; a deletion puts the user back on Free.
+	if resp := s.do("POST", "/api/webhooks/stripe", `{"id":"evt_x"}`, http.Header{"Stripe-Signature": {"t=1,v1=00"}}, &e); resp.StatusCode != 400 || e.Error.Code != "invalid_signature" {
+		t.Fatalf("bad signature: %d %+v", resp.StatusCode, e)
+	}
+	resp = s.stripeEvent("customer.subscription.deleted", now, fmt.Sprintf(
+		`{"id":"sub_srv","object":"subscription","customer":"cus_srv","status":"canceled","metadata":{"eco_id":%q}}`, uid))
+	if resp.StatusCode != 200 {
+		t.Fatalf("deleted webhook: %d", resp.StatusCode)
+	}
+	if s.do("GET", "/api/subscriptions/current", "", tok, &sub); sub.Plan != "free" || sub.Quota != 1000 {
+		t.Fatalf("current after deletion: %+v", sub)
+	}
+}
+
+func TestCronProcessOverage(t *testing.T) {
+	s := startServer(t, billingEnv(t))
+	var e errorAnswer
+	for _, h := range []http.Header{nil, bearer("wrong"), {"Authorization": {testCronSecret}}, bearer("")} {
+		if resp := s.do("POST", "/api/cron/process-overage", "", h, &e); resp.StatusCode != 401 {
+			t.Errorf("cron with %v: %d", h, resp.StatusCode)
+		}
+	}
+	var res map[string]int
+	if resp := s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &res); resp.StatusCode != 200 {
+		t.Fatalf("cron: %d %v", resp.StatusCode, res)
+	}
+	if _, ok := res["processed"]; !ok || res["charged"] != 0 {
+		t.Fatalf("cron answer %v", res)
+	}
+	if resp := s.do("GET", "/api/cron/process-overage", "", bearer(testCronSecret), &e); resp.StatusCode != 405 {
+		t.Fatalf("GET cron: %d", resp.StatusCode)
+	}
+}
+
+func TestCronRefusesEveryoneWithoutSecret(t *testing.T) {
+	s := startServer(t, billingEnv(t, "NEXUS_CRON_SECRET", ""))
+	if resp := s.do("POST", "/api/cron/process-overage", "", bearer(""), nil); resp.StatusCode != 401 {
+		t.Fatalf("cron with an empty secret configured: %d", resp.StatusCode)
+	}
+}
+
+func TestAdminAnalytics(t *testing.T) {
+	s := startServer(t, authEnv("NEXUS_ADMINS", "boss@example.com"))
+	boss := s.register("boss@example.com")
+	user := s.register("zed@example.com")
+	s.register("amy@example.com")
+	var e errorAnswer
+	if resp := s.do("GET", "/api/admin/analytics/overview", "", bearer(user.AccessToken), &e); resp.StatusCode != 403 {
+		t.Fatalf("non-admin overview: %d", resp.StatusCode)
+	}
+	if resp := s.do("GET", "/api/admin/analytics/users", "", bearer(user.AccessToken), &e); resp.StatusCode != 403 {
+		t.Fatalf("non-admin users: %d", resp.StatusCode)
+	}
+	if resp := s.do("GET", "/api/admin/analytics/users", "", nil, &e); resp.StatusCode != 401 {
+		t.Fatalf("anonymous users: %d", resp.StatusCode)
+	}
+	admin := bearer(boss.AccessToken)
+	var ov map[string]any
+	if resp := s.do("GET", "/api/admin/analytics/overview", "", admin, &ov); resp.StatusCode != 200 || ov["mrr_cents"] != 0.0 ||
+		ov["period_start"] != time.Now().UTC().Format("2006-01")+"-01" {
+		t.Fatalf("overview: %d %v", resp.StatusCode, ov)
+	}
+	var page struct {
+		Users []struct {
+			ID    string `json:"id"`
+			Email string `json:"email"`
+			Plan  string `json:"plan"`
+		} `json:"users"`
+		Page, Limit int
+		Total       int64 `json:"total"`
+	}
+	if resp := s.do("GET", "/api/admin/analytics/users", "", admin, &page); resp.StatusCode != 200 || page.Total != 3 || page.Page != 1 || page.Limit != 20 || len(page.Users) != 3 {
+		t.Fatalf("users: %d %+v", resp.StatusCode, page)
+	}
+	if resp := s.do("GET", "/api/admin/analytics/users?page=2&limit=1&sort=email&plan=free", "", admin, &page); resp.StatusCode != 200 ||
+		page.Total != 3 || len(page.Users) != 1 || page.Users[0].Email != "boss@example.com" || page.Users[0].Plan != "free" {
+		t.Fatalf("users page 2 by email: %d %+v", resp.StatusCode, page)
+	}
+	if s.do("GET", "/api/admin/analytics/users?plan=pro", "", admin, &page); page.Total != 0 || len(page.Users) != 0 || page.Users == nil {
+		t.Fatalf("pro users: %+v", page)
+	}
+	if resp := s.do("GET", "/api/admin/analytics/users?page=9223372036854775807&limit=100", "", admin, &page); resp.StatusCode != 200 || len(page.Users) != 0 || page.Total != 3 {
+		t.Fatalf("last possible page: %d %+v", resp.StatusCode, page)
+	}
+	for _, q := range []string{"page=0", "page=-1", "page=x", "limit=0", "limit=101", "limit=1e3", "sort=password", "sort=email;drop", "plan=gold"} {
+		if resp := s.do("GET", "/api/admin/analytics/users?"+q, "", admin, &e); resp.StatusCode != 400 || e.Error.Code != "invalid_query" {
+			t.Errorf("users?%s: %d %+v", q, resp.StatusCode, e)
+		}
+	}
+}
+
+func TestBillingWithPostgres(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	email := strings.ToLower(string(ecoid.New(ecoid.User)[8:])) + "@example.com"
+	bossEmail := "boss-" + email
+	s := startServer(t, authEnv("DATABASE_URL", dsn, "NEXUS_ADMINS", bossEmail))
+	user := s.register(email)
+	boss := s.register(bossEmail)
+	var sub subscriptionAnswer
+	if resp := s.do("GET", "/api/subscriptions/current", "", bearer(user.AccessToken), &sub); resp.StatusCode != 200 || sub.Plan != "free" || sub.ID == "" {
+		t.Fatalf("current: %d %+v", resp.StatusCode, sub)
+	}
+	var page struct {
+		Total int64 `json:"total"`
+	}
+	if resp := s.do("GET", "/api/admin/analytics/users?sort=-created_at", "", bearer(boss.AccessToken), &page); resp.StatusCode != 200 || page.Total < 2 {
+		t.Fatalf("users: %d %+v", resp.StatusCode, page)
+	}
+}
+
+func TestBillingConfig(t *testing.T) {
+	cfg, err := parseConfig(nil, func(k string) string {
+		return map[string]string{"STRIPE_SECRET_KEY": "sk_test_1", "NEXUS_APP_URL": "https://app.example.com/", "STRIPE_PRICE_PRO": "price_9"}[k]
+	})
+	if err != nil || cfg.Billing.StripeKey != "sk_test_1" || cfg.Billing.AppURL != "https://app.example.com" || cfg.Billing.PricePro != "price_9" {
+		t.Fatalf("config = %+v, %v", cfg.Billing, err)
+	}
+	if cfg, _ := parseConfig(nil, func(string) string { return "" }); cfg.Billing.AppURL != "http://127.0.0.1:8080" || cfg.Billing.StripeKey != "" {
+		t.Fatalf("defaults = %+v", cfg.Billing)
+	}
+	if _, err := parseConfig(nil, func(k string) string {
+		return map[string]string{"NEXUS_APP_URL": "javascript:alert(1)"}[k]
+	}); err == nil {
+		t.Fatal("a non-http NEXUS_APP_URL was accepted")
+	}
+}
