@@ -132,7 +132,7 @@ func (s *Service) chargeOverage(ctx context.Context, sub Subscription, t Terms, 
 	p.AddMetadata("period", pk)
 	item, err := s.cfg.Stripe.InvoiceItems.New(p)
 	if err != nil {
-		return false, fmt.Errorf("create invoice item: %w", err)
+		return false, fmt.Errorf("create invoice item: %w: %w", ErrStripe, err)
 	}
 	done, err := s.store.CompleteOverage(ctx, sub.ID, period, item.ID, s.now())
 	if err != nil {

@@ -27,6 +27,9 @@ var (
 	ErrInvalidQuery = errors.New("billing: invalid query")
 	// ErrPeriodOpen: overage was asked for a period that has not ended yet.
 	ErrPeriodOpen = errors.New("billing: period has not ended")
+	// ErrStripe wraps every failed Stripe call (together with stripe-go's error, which
+	// errors.As finds as *stripe.Error when Stripe answered).
+	ErrStripe = errors.New("billing: Stripe request failed")
 	// ErrNoUsage: the operation needs a UsageSource and the service has none.
 	ErrNoUsage = errors.New("billing: no usage source configured")
 )

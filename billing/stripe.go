@@ -69,7 +69,7 @@ func (s *Service) Customer(ctx context.Context, user ecoid.ID, email string) (st
 	p.AddMetadata("eco_id", user.String())
 	c, err := s.cfg.Stripe.Customers.New(p)
 	if err != nil {
-		return "", fmt.Errorf("billing: create customer: %w", err)
+		return "", fmt.Errorf("billing: create customer: %w: %w", ErrStripe, err)
 	}
 	row, err = s.store.UpdateSubscription(ctx, user, func(sub *Subscription) error {
 		if sub.StripeCustomerID == "" {
@@ -114,7 +114,7 @@ func (s *Service) SubscribeFree(ctx context.Context, user ecoid.ID, email string
 	p.AddMetadata("plan", string(Free))
 	sub, err := s.cfg.Stripe.Subscriptions.New(p)
 	if err != nil {
-		return Subscription{}, fmt.Errorf("billing: create free subscription: %w", err)
+		return Subscription{}, fmt.Errorf("billing: create free subscription: %w: %w", ErrStripe, err)
 	}
 	row, err = s.store.UpdateSubscription(ctx, user, func(r *Subscription) error {
 		if r.StripeSubscriptionID == "" {
@@ -188,7 +188,7 @@ func (s *Service) Checkout(ctx context.Context, user ecoid.ID, email string, pla
 	params.AddMetadata("plan", string(p))
 	sess, err := s.cfg.Stripe.CheckoutSessions.New(params)
 	if err != nil {
-		return "", fmt.Errorf("billing: create checkout session: %w", err)
+		return "", fmt.Errorf("billing: create checkout session: %w: %w", ErrStripe, err)
 	}
 	return sess.URL, nil
 }
@@ -210,7 +210,7 @@ func (s *Service) Portal(ctx context.Context, user ecoid.ID, email string) (stri
 	}
 	sess, err := s.cfg.Stripe.BillingPortalSessions.New(p)
 	if err != nil {
-		return "", fmt.Errorf("billing: create portal session: %w", err)
+		return "", fmt.Errorf("billing: create portal session: %w: %w", ErrStripe, err)
 	}
 	return sess.URL, nil
 }
@@ -247,7 +247,7 @@ func (s *Service) setCancelAtPeriodEnd(ctx context.Context, user ecoid.ID, cance
 		Params: s.params(ctx, key), CancelAtPeriodEnd: stripe.Bool(cancel),
 	})
 	if err != nil {
-		return Subscription{}, fmt.Errorf("billing: %s subscription: %w", op, err)
+		return Subscription{}, fmt.Errorf("billing: %s subscription: %w: %w", op, ErrStripe, err)
 	}
 	target := row.StripeSubscriptionID
 	row, err = s.store.UpdateSubscription(ctx, user, func(r *Subscription) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
+	"github.com/stripe/stripe-go/v76"
 )
 
 func TestCustomerIsCreatedOnceWithDerivedKey(t *testing.T) {
@@ -221,7 +222,9 @@ func TestStripeErrorsAreReported(t *testing.T) {
 	e.svc = billing.NewService(e.store, e.cfg)
 	ctx := context.Background()
 	u := e.user(t)
-	if _, err := e.svc.Customer(ctx, u, ""); err == nil || !strings.HasPrefix(err.Error(), "billing: create customer") {
+	_, err := e.svc.Customer(ctx, u, "")
+	var se *stripe.Error
+	if !errors.Is(err, billing.ErrStripe) || !errors.As(err, &se) || se.HTTPStatusCode != 401 || !strings.HasPrefix(err.Error(), "billing: create customer") {
 		t.Fatalf("Customer = %v", err)
 	}
 	if _, err := e.svc.Checkout(ctx, u, "", "pro"); err == nil {
@@ -236,8 +239,8 @@ func TestStripeErrorsAreReported(t *testing.T) {
 	e.setRow(t, u, func(s *billing.Subscription) {
 		s.Plan, s.StripeCustomerID, s.StripeSubscriptionID = billing.Pro, "cus_x", "sub_x"
 	})
-	if _, err := e.svc.Cancel(ctx, u); err == nil {
-		t.Fatal("Cancel succeeded")
+	if _, err := e.svc.Cancel(ctx, u); !errors.Is(err, billing.ErrStripe) {
+		t.Fatalf("Cancel = %v", err)
 	}
 	if _, err := e.svc.Portal(ctx, u, ""); err == nil {
 		t.Fatal("Portal succeeded")

@@ -16,6 +16,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/internal/httpjson"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // billingConfig is what the server reads for billing (see README "Configuration").
@@ -283,6 +284,16 @@ func (a *app) billingError(w http.ResponseWriter, r *http.Request, err error) {
 		httpjson.WriteError(w, http.StatusConflict, "no_subscription", "there is no paid subscription to cancel")
 	case errors.Is(err, billing.ErrDisabled):
 		httpjson.WriteError(w, http.StatusServiceUnavailable, "billing_disabled", "billing is not configured on this server")
+	case errors.Is(err, billing.ErrStripe):
+		// Stripe's messages may quote the request (stripe-mock echoes the key), so only
+		// the structured fields are logged.
+		attrs := []any{"method", r.Method, "path", r.URL.Path}
+		var se *stripe.Error
+		if errors.As(err, &se) {
+			attrs = append(attrs, "stripe_status", se.HTTPStatusCode, "stripe_type", se.Type, "stripe_code", se.Code, "stripe_request_id", se.RequestID)
+		}
+		a.log.Error("stripe request failed", attrs...)
+		httpjson.WriteError(w, http.StatusBadGateway, "stripe_unavailable", "the payment provider did not answer as expected; try again")
 	case errors.Is(err, auth.ErrNotFound):
 		httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "the account no longer exists")
 	default:

@@ -246,3 +246,17 @@ func TestBillingConfig(t *testing.T) {
 		t.Fatal("a non-http NEXUS_APP_URL was accepted")
 	}
 }
+
+func TestStripeFailureIsBadGateway(t *testing.T) {
+	s := startServer(t, billingEnv(t, "STRIPE_SECRET_KEY", "not_a_key")) // stripe-mock answers 401
+	user := s.register("ann@example.com")
+	var e errorAnswer
+	for _, path := range []string{"/api/subscriptions/checkout", "/api/subscriptions/portal"} {
+		if resp := s.do("POST", path, `{"plan":"pro"}`, bearer(user.AccessToken), &e); resp.StatusCode != 502 || e.Error.Code != "stripe_unavailable" {
+			t.Fatalf("%s: %d %+v", path, resp.StatusCode, e)
+		}
+	}
+	if strings.Contains(s.logs.String(), "not_a_key") || !strings.Contains(s.logs.String(), `"stripe_status":401`) {
+		t.Fatalf("the log has the Stripe key or lacks the status: %s", s.logs.String())
+	}
+}
