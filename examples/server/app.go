@@ -48,7 +48,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.initUsage()
-	a.initBilling(noUsage{}) // TODO(lead): the usage store's adapter once usage lands
+	a.initBilling() // after initUsage: billing reads its counts and answers planFor
 	return a, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/internal/httpjson"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/usage"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -53,9 +54,10 @@ type billingState struct {
 	billing *billing.Service
 }
 
-// initBilling builds the billing service and registers the hook that gives every new
-// user a Free subscription row. usage is where call counts come from.
-func (a *app) initBilling(usage billing.UsageSource) {
+// initBilling builds the billing service over the usage store's counts (so initUsage runs
+// first), registers the hook that gives every new user a Free subscription row, and makes
+// billing the source of every user's plan for quotas and /api/usage.
+func (a *app) initBilling() {
 	var store billing.Store = memory.NewBillingStore()
 	if a.db != nil {
 		store = postgres.NewBillingStore(a.db)
@@ -65,7 +67,7 @@ func (a *app) initBilling(usage billing.UsageSource) {
 		Prices:     billing.PriceIDs{Pro: bc.PricePro, Free: bc.PriceFree},
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
-		Usage: usage, Logger: a.log,
+		Usage: usageCounts{a.usageStore}, Logger: a.log,
 	}
 	if bc.StripeKey != "" {
 		cfg.Stripe = billing.NewStripeClient(bc.StripeKey, bc.StripeBase, &http.Client{Timeout: 30 * time.Second})
@@ -78,6 +80,7 @@ func (a *app) initBilling(usage billing.UsageSource) {
 		_, err := a.billing.EnsureFreeSubscription(ctx, u.ID, u.Email)
 		return err
 	})
+	a.planFor = a.planFromBilling
 }
 
 // billingRoutes registers the subscription, webhook, cron and admin analytics routes.
@@ -302,13 +305,34 @@ func (a *app) billingError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// noUsage is the UsageSource until the usage store is wired in: every count is zero.
-// TODO(lead): replace with an adapter over the usage store (PeriodCalls, TotalCalls,
-// TopUsers with usage.UserCalls → billing.UserCalls) when the usage branch lands.
-type noUsage struct{}
+// usageCounts gives billing the call counts of the usage store.
+type usageCounts struct{ store usage.Store }
 
-func (noUsage) PeriodCalls(context.Context, ecoid.ID, time.Time) (int64, error) { return 0, nil }
-func (noUsage) TotalCalls(context.Context, time.Time, time.Time) (int64, error) { return 0, nil }
-func (noUsage) TopUsers(context.Context, time.Time, time.Time, int) ([]billing.UserCalls, error) {
-	return nil, nil
+func (u usageCounts) PeriodCalls(ctx context.Context, user ecoid.ID, period time.Time) (int64, error) {
+	return u.store.PeriodCalls(ctx, user, period)
+}
+
+func (u usageCounts) TotalCalls(ctx context.Context, from, to time.Time) (int64, error) {
+	return u.store.TotalCalls(ctx, from, to)
+}
+
+func (u usageCounts) TopUsers(ctx context.Context, from, to time.Time, n int) ([]billing.UserCalls, error) {
+	top, err := u.store.TopUsers(ctx, from, to, n)
+	out := make([]billing.UserCalls, len(top))
+	for i, t := range top {
+		out[i] = billing.UserCalls{UserID: t.UserID, Calls: t.Calls}
+	}
+	return out, err
+}
+
+// planFromBilling is the usage routes' and quota's view of a user's subscription: the
+// terms that apply now (Free's when a paid subscription is not entitled).
+func (a *app) planFromBilling(ctx context.Context, user ecoid.ID) (usagePlan, error) {
+	sub, err := a.billing.Current(ctx, user)
+	if err != nil {
+		return usagePlan{}, err
+	}
+	t := sub.Terms()
+	// 1 thousandth of a cent is 10 millionths of a dollar.
+	return usagePlan{Name: string(sub.EffectivePlan()), Quota: t.QuotaCalls, HardCap: t.HardCap, OverageMicroUSD: t.OverageMilliCentsPerCall * 10}, nil
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
+	"github.com/nexus-ecosystem/nexus/usage"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
@@ -258,5 +261,62 @@ func TestStripeFailureIsBadGateway(t *testing.T) {
 	}
 	if strings.Contains(s.logs.String(), "not_a_key") || !strings.Contains(s.logs.String(), `"stripe_status":401`) {
 		t.Fatalf("the log has the Stripe key or lacks the status: %s", s.logs.String())
+	}
+}
+
+// TestBillingUsesUsageCounts runs the whole loop on one server: checkout makes a user Pro,
+// the usage routes and quota see the Pro plan, the cron invoices last month's calls over
+// the quota from the usage counter, and the admin overview reads the usage log.
+func TestBillingUsesUsageCounts(t *testing.T) {
+	a, s := startApp(t, billingEnv(t))
+	ctx := context.Background()
+	boss := s.register("boss@example.com")
+	user := s.register("ann@example.com")
+	uid := ecoid.MustParse(user.User.ID)
+	if resp := s.stripeEvent("checkout.session.completed", time.Now().Add(-time.Minute), fmt.Sprintf(
+		`{"id":"cs_2","object":"checkout.session","client_reference_id":%q,"customer":"cus_loop","subscription":"sub_loop","metadata":{"plan":"pro"}}`, uid)); resp.StatusCode != 200 {
+		t.Fatalf("webhook: %d", resp.StatusCode)
+	}
+	var cur usageCurrentJSON
+	if s.do("GET", "/api/usage/current", "", bearer(user.AccessToken), &cur); cur.Plan != "pro" || cur.Quota != 100_000 {
+		t.Fatalf("usage/current after checkout: %+v", cur)
+	}
+	last := billing.PeriodStart(time.Now()).AddDate(0, -1, 0)
+	for range 100_011 { // 11 calls over: 1.1 cents, invoiced as 2
+		if _, _, err := a.usageStore.AddCall(ctx, uid, last, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var res map[string]int
+	if resp := s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &res); resp.StatusCode != 200 || res["processed"] != 1 || res["charged"] != 1 {
+		t.Fatalf("cron: %d %v", resp.StatusCode, res)
+	}
+	if s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &res); res["charged"] != 0 || res["skipped"] != 1 {
+		t.Fatalf("second cron run: %v", res)
+	}
+	now := time.Now()
+	batch := []usage.Record{
+		{ID: ecoid.New(ecoid.Usage), KeyID: ecoid.New(ecoid.APIKey), UserID: uid, Endpoint: "/api/v1/ping", Method: "GET", Status: 200, Time: now},
+		{ID: ecoid.New(ecoid.Usage), KeyID: ecoid.New(ecoid.APIKey), UserID: uid, Endpoint: "/api/v1/ping", Method: "GET", Status: 200, Time: now},
+	}
+	if err := a.usageStore.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var ov struct {
+		MRR       int64 `json:"mrr_cents"`
+		Overage   int64 `json:"overage_revenue_cents"`
+		Today     int64 `json:"calls_today"`
+		ThisMonth int64 `json:"calls_this_period"`
+		Top       []struct {
+			UserID string `json:"user_id"`
+			Email  string `json:"email"`
+			Plan   string `json:"plan"`
+			Calls  int64  `json:"calls"`
+		} `json:"top_users"`
+	}
+	if resp := s.do("GET", "/api/admin/analytics/overview", "", bearer(boss.AccessToken), &ov); resp.StatusCode != 200 ||
+		ov.MRR != 2900 || ov.Overage != 2 || ov.Today != 2 || ov.ThisMonth != 2 || len(ov.Top) != 1 ||
+		ov.Top[0].UserID != user.User.ID || ov.Top[0].Email != "ann@example.com" || ov.Top[0].Plan != "pro" || ov.Top[0].Calls != 2 {
+		t.Fatalf("overview: %d %+v", resp.StatusCode, ov)
 	}
 }

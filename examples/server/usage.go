@@ -22,8 +22,8 @@ type usageState struct {
 	tracker    *usage.Tracker
 	quota      *usage.Quota
 
-	// planFor returns a user's plan. Until the billing package serves subscriptions,
-	// everyone is on Free; billing wiring replaces it.
+	// planFor returns a user's plan: initBilling points it at the billing subscription;
+	// tests may replace it before the first request.
 	planFor func(ctx context.Context, user ecoid.ID) (usagePlan, error)
 }
 
@@ -231,14 +231,15 @@ func (a *app) usageEndpoints(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string][]usageEndpoint{"endpoints": out})
 }
 
-// overage returns the calls over a soft quota and their price in cents, rounded to the
-// nearest cent (half up). Hard-capped and unlimited plans have none.
+// overage returns the calls over a soft quota and their price in cents, rounded up to the
+// next cent: billing's one rounding rule (billing.Terms.OverageCents), so this preview
+// matches what the overage cron invoices. Hard-capped and unlimited plans have none.
 func overage(plan usagePlan, calls int64) (over, cents int64) {
 	if plan.HardCap || plan.Quota < 0 || calls <= plan.Quota {
 		return 0, 0
 	}
 	over = calls - plan.Quota
-	return over, (over*plan.OverageMicroUSD + 5_000) / 10_000
+	return over, (over*plan.OverageMicroUSD + 9_999) / 10_000
 }
 
 // usageOverage: GET /api/usage/overage → {calls_over,amount_cents} for the current period.

@@ -180,7 +180,7 @@ func TestUsageOverage(t *testing.T) {
 		}
 	}
 	if resp := s.do("GET", "/api/usage/overage", "", bearer(pro.AccessToken), &ov); resp.StatusCode != 200 || ov["calls_over"] != 15 || ov["amount_cents"] != 2 {
-		t.Fatalf("overage of 15 calls at $0.001: %d %v", resp.StatusCode, ov) // 1.5 cents, rounded half up
+		t.Fatalf("overage of 15 calls at $0.001: %d %v", resp.StatusCode, ov) // 1.5 cents, rounded up
 	}
 	var cur usageCurrentJSON
 	if s.do("GET", "/api/usage/current", "", bearer(pro.AccessToken), &cur); cur.Plan != "pro" || cur.Calls != 25 || cur.Remaining != 0 {
@@ -189,7 +189,7 @@ func TestUsageOverage(t *testing.T) {
 	if s.do("GET", "/api/usage/overage", "", bearer(free.AccessToken), &ov); ov["calls_over"] != 0 || ov["amount_cents"] != 0 {
 		t.Fatalf("overage on free: %v", ov)
 	}
-	for calls, cents := range map[int64]int64{100_000: 0, 100_001: 0, 100_005: 1, 101_000: 100, 1_100_000: 100_000} {
+	for calls, cents := range map[int64]int64{100_000: 0, 100_001: 1, 100_005: 1, 100_011: 2, 101_000: 100, 1_100_000: 100_000} {
 		if over, got := overage(proPlan, calls); got != cents || over != max(0, calls-proPlan.Quota) {
 			t.Errorf("overage(pro, %d) = %d, %d; want %d cents", calls, over, got, cents)
 		}

@@ -31,6 +31,7 @@ type Stores struct {
 
 	// Usage is the usage.Store under test (request log, quota counter, daily rollup).
 	Usage usage.Store
+
 	// Billing is the billing.Store under test (subscriptions, Stripe events, overage ledger).
 	Billing billing.Store
 }
