@@ -37,6 +37,12 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			_ = db.Close()
 			return nil, err
 		}
+		// Every API-key request may take a connection (the Postgres limiter and the quota
+		// counter), so the pool is capped: requests queue for a connection instead of
+		// exhausting the server's max_connections.
+		db.SetMaxOpenConns(cfg.PostgresMaxConns)
+		db.SetMaxIdleConns(cfg.PostgresMaxConns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
 		a.db = db
 	}
 	if err := a.initAuth(); err != nil {

@@ -12,6 +12,8 @@ type config struct {
 	PostgresDSN string // -postgres or DATABASE_URL; empty: in-memory stores
 	RedisAddr   string // -redis; empty: the limiter of the chosen store
 
+	PostgresMaxConns int // -postgres-max-conns; default 20
+
 	// Auth settings (see auth.go).
 	JWTSecret       []byte   // NEXUS_JWT_SECRET; empty: a random secret per process (logged warning)
 	Admins          []string // NEXUS_ADMINS: comma-separated emails, normalised
@@ -30,8 +32,12 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&cfg.PostgresDSN, "postgres", getenv("DATABASE_URL"), "PostgreSQL DSN (default $DATABASE_URL); empty: in-memory stores")
 	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address host:port for the rate limiter")
+	fs.IntVar(&cfg.PostgresMaxConns, "postgres-max-conns", 20, "most open PostgreSQL connections")
 	if err := fs.Parse(args); err != nil {
 		return config{}, fmt.Errorf("flags: %w", err)
+	}
+	if cfg.PostgresMaxConns < 1 {
+		return config{}, fmt.Errorf("flags: -postgres-max-conns must be at least 1, got %d", cfg.PostgresMaxConns)
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("flags: unexpected argument %q", fs.Arg(0))

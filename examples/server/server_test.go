@@ -157,8 +157,10 @@ func TestRequestLogHasNoQuery(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	err := run(context.Background(), []string{"-nope"}, func(string) string { return "" }, io.Discard, nil)
-	if err == nil || !strings.Contains(err.Error(), "flags") {
-		t.Fatalf("bad flag: %v", err)
+	for _, args := range [][]string{{"-nope"}, {"-postgres-max-conns", "0"}, {"extra"}} {
+		err := run(context.Background(), args, func(string) string { return "" }, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "flags") {
+			t.Fatalf("run %q: %v, want a flags error", args, err)
+		}
 	}
 }
