@@ -171,13 +171,14 @@ func unauthorized(w http.ResponseWriter, msg string) {
 }
 
 // ClientFromRequest describes the caller of r: the remote IP (without port; proxies'
-// forwarding headers are not trusted) and the User-Agent, cut to 512 bytes.
+// forwarding headers are not trusted) and the User-Agent as valid UTF-8 without NUL
+// (bytes a header may carry but a Postgres text column refuses), cut to 512 bytes.
 func ClientFromRequest(r *http.Request) Client {
 	ip := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		ip = host
 	}
-	ua := r.UserAgent()
+	ua := strings.ReplaceAll(strings.ToValidUTF8(r.UserAgent(), "\uFFFD"), "\x00", "")
 	if len(ua) > 512 {
 		ua = strings.ToValidUTF8(ua[:512], "")
 	}

@@ -153,4 +153,9 @@ func TestClientFromRequest(t *testing.T) {
 	if c := auth.ClientFromRequest(r); c.IP != "no-port" {
 		t.Fatalf("%+v", c)
 	}
+	// Header values may hold any byte from 0x80 up; the stores need valid UTF-8.
+	r.Header.Set("User-Agent", "agent\xff\xfe(\x00x")
+	if c := auth.ClientFromRequest(r); c.UserAgent != "agent\uFFFD(x" {
+		t.Fatalf("User-Agent %q, want invalid bytes replaced and NUL dropped", c.UserAgent)
+	}
 }
