@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -30,7 +31,8 @@ var (
 	ErrSessionRevoked = fmt.Errorf("%w: session revoked", ErrInvalidToken)
 	// ErrForbidden means a user lacks the role an action needs on a project.
 	ErrForbidden = errors.New("auth: forbidden")
-	// ErrInvalidName means a full name is not valid UTF-8 or longer than MaxNameLength.
+	// ErrInvalidName means a full name is not valid UTF-8, holds a control character or is
+	// longer than MaxNameLength.
 	ErrInvalidName = errors.New("auth: invalid full name")
 	// ErrInvalidRole means a role is not one of the four Role constants.
 	ErrInvalidRole = errors.New("auth: invalid role")
@@ -191,8 +193,9 @@ func (s *Service) Register(ctx context.Context, c Client, email, password, fullN
 		return Result{}, err
 	}
 	fullName = strings.TrimSpace(fullName)
-	if !utf8.ValidString(fullName) || utf8.RuneCountInString(fullName) > MaxNameLength {
-		return Result{}, fmt.Errorf("%w: at most %d characters of UTF-8", ErrInvalidName, MaxNameLength)
+	if !utf8.ValidString(fullName) || utf8.RuneCountInString(fullName) > MaxNameLength ||
+		strings.ContainsFunc(fullName, unicode.IsControl) { // NUL would also fail in Postgres
+		return Result{}, fmt.Errorf("%w: at most %d characters of UTF-8, no control characters", ErrInvalidName, MaxNameLength)
 	}
 	if err := s.policy.Validate(password); err != nil {
 		return Result{}, err

@@ -162,6 +162,11 @@ func testRegisterErrors(t *testing.T, st func(*auth.Config)) {
 	if _, err := f.svc.Register(ctx, client, "name@example.com", goodPassword, strings.Repeat("n", 201)); !errors.Is(err, auth.ErrInvalidName) {
 		t.Errorf("long name: %v", err)
 	}
+	for _, name := range []string{"A\x00B", "A\nB", "A\x1bB"} {
+		if _, err := f.svc.Register(ctx, client, "ctl@example.com", goodPassword, name); !errors.Is(err, auth.ErrInvalidName) {
+			t.Errorf("name %q: %v, want ErrInvalidName", name, err)
+		}
+	}
 	if _, err := f.svc.UserByEmail(ctx, "weak@example.com"); !errors.Is(err, auth.ErrNotFound) {
 		t.Errorf("refused registration stored a user: %v", err)
 	}

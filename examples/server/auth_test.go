@@ -354,3 +354,26 @@ func TestAuthWithPostgres(t *testing.T) {
 func authTestClient() auth.Client { return auth.Client{IP: "127.0.0.1", UserAgent: "test"} }
 
 func authTestLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestAuthHostileInputWithPostgres sends what Postgres text columns refuse (invalid UTF-8
+// in the User-Agent, which goes to the activity log and sessions; NUL in a full name):
+// the answers must be the contract's, never a 500.
+func TestAuthHostileInputWithPostgres(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	s := startServer(t, authEnv("DATABASE_URL", dsn))
+	email := strings.ToLower(string(ecoid.New(ecoid.User))) + "@example.com"
+	h := jsonHeader()
+	h.Set("User-Agent", "agent\xff\xfe(")
+	body := `{"email":"` + email + `","password":"Correct-Horse-9","full_name":"Ann"}`
+	if resp := s.do("POST", "/api/auth/register", body, h, nil); resp.StatusCode != 201 {
+		t.Fatalf("register with a non-UTF-8 User-Agent: %d", resp.StatusCode)
+	}
+	if resp := s.do("POST", "/api/auth/login", `{"email":"`+email+`","password":"Correct-Horse-9"}`, h, nil); resp.StatusCode != 200 {
+		t.Fatalf("login with a non-UTF-8 User-Agent: %d", resp.StatusCode)
+	}
+	var e errorAnswer
+	body = `{"email":"nul-` + email + `","password":"Correct-Horse-9","full_name":"A\u0000B"}`
+	if resp := s.do("POST", "/api/auth/register", body, jsonHeader(), &e); resp.StatusCode != 400 || e.Error.Code != "invalid_full_name" {
+		t.Fatalf("register with NUL in full_name: %d %+v", resp.StatusCode, e)
+	}
+}
