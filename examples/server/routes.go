@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -33,8 +34,10 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok", "store": a.storeName()})
 }
 
-// router maps "METHOD /path" to handlers and answers unknown paths with a JSON 404 and
-// known paths with the wrong method with a JSON 405 and an Allow header.
+// router maps "METHOD /path" to handlers and answers unknown paths with a JSON 404,
+// known paths with the wrong method with a JSON 405 and an Allow header, and requests
+// that declare a body over httpjson.MaxBodyBytes with a JSON 413, on every route (also
+// those that read no body; the routes that read one also cap what they read).
 type router struct {
 	mux     *http.ServeMux
 	methods map[string]map[string]http.Handler // path -> method -> handler
@@ -65,11 +68,16 @@ func (r *router) handle(pattern string, h http.Handler) {
 
 func (r *router) dispatch(byMethod map[string]http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if h, ok := byMethod[req.Method]; ok {
-			h.ServeHTTP(w, req)
-			return
+		h, ok := byMethod[req.Method]
+		if !ok && req.Method == http.MethodHead {
+			h, ok = byMethod[http.MethodGet]
 		}
-		if h, ok := byMethod[http.MethodGet]; ok && req.Method == http.MethodHead {
+		if ok {
+			if req.ContentLength > httpjson.MaxBodyBytes {
+				httpjson.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+					fmt.Sprintf("request body too large: over %d bytes", httpjson.MaxBodyBytes))
+				return
+			}
 			h.ServeHTTP(w, req)
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus-ecosystem/nexus/internal/httpjson"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 )
 
@@ -162,5 +163,30 @@ func TestBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "flags") {
 			t.Fatalf("run %q: %v, want a flags error", args, err)
 		}
+	}
+}
+
+// TestOversizedBodyIs413Everywhere: DESIGN.md section 6 answers a body over 1 MiB with 413
+// on every route, including those that read no body (logout, cancel, the cron).
+func TestOversizedBodyIs413Everywhere(t *testing.T) {
+	s := startServer(t, authEnv())
+	reg := s.register("big-body@example.com")
+	big := strings.Repeat("x", httpjson.MaxBodyBytes+1)
+	for _, path := range []string{"/api/auth/logout", "/api/subscriptions/cancel", "/api/cron/process-overage"} {
+		var e errorAnswer
+		if resp := s.do("POST", path, big, bearer(reg.AccessToken), &e); resp.StatusCode != 413 || e.Error.Code != "body_too_large" {
+			t.Fatalf("%s with a body over 1 MiB: %d %+v", path, resp.StatusCode, e)
+		}
+	}
+	// The refused logout did not end the session.
+	if resp := s.do("POST", "/api/auth/logout", "", bearer(reg.AccessToken), nil); resp.StatusCode != 204 {
+		t.Fatalf("logout after the refused one: %d", resp.StatusCode)
+	}
+	// Unknown routes and wrong methods keep their answers.
+	if resp := s.do("POST", "/nope", big, nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("unknown route with a big body: %d", resp.StatusCode)
+	}
+	if resp := s.do("PUT", "/api/auth/logout", big, nil, nil); resp.StatusCode != 405 {
+		t.Fatalf("wrong method with a big body: %d", resp.StatusCode)
 	}
 }
