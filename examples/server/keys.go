@@ -105,14 +105,16 @@ func (a *app) keyRoutes(r *router) {
 	r.handle("GET /api/keys/list", a.requireUser(http.HandlerFunc(a.listKeys)))
 	r.handle("POST /api/keys/revoke", a.requireUser(http.HandlerFunc(a.revokeKey)))
 	r.handle("POST /api/keys/rotate", a.requireUser(http.HandlerFunc(a.rotateKey)))
-	r.handle("GET /api/v1/ping", a.apiKeyRoute(apikey.RequireScopes("read")(http.HandlerFunc(a.apiPing))))
+	r.handle("GET /api/v1/ping", a.apiKeyRoute(http.HandlerFunc(a.apiPing), "read"))
 }
 
 // apiKeyRoute is the chain in front of every API-key route: authenticate the key →
-// track usage (every authenticated request, whatever its status) → reserve a call of the
-// owner's monthly quota (429 quota_exceeded) → the key's rate limit, whose refusal (or
-// failure) gives the quota reservation back so that a refused request costs no quota → h.
-func (a *app) apiKeyRoute(h http.Handler) http.Handler {
+// track usage (every authenticated request, whatever its status) → require the scopes
+// (403 insufficient_scope, before any limit, so that it costs neither quota nor rate) →
+// reserve a call of the owner's monthly quota (429 quota_exceeded) → the key's rate
+// limit, whose refusal (or failure) gives the quota reservation back so that a refused
+// request costs no quota → h.
+func (a *app) apiKeyRoute(h http.Handler, scopes ...string) http.Handler {
 	authenticate := apikey.Authenticate(a.keys, apikey.AuthOptions{Logger: a.log})
 	rateLimit := apikey.RateLimit(a.limiter, apikey.RateLimitOptions{
 		Logger: a.log,
@@ -125,7 +127,7 @@ func (a *app) apiKeyRoute(h http.Handler) http.Handler {
 			apikey.WriteLimiterError(w, r, err)
 		},
 	})
-	return authenticate(a.meter(keyOf, rateLimit(h)))
+	return authenticate(a.meter(keyOf, apikey.RequireScopes(scopes...), rateLimit(h)))
 }
 
 // apiPing answers 200 {"ok":true,"key_id":…}.

@@ -75,17 +75,19 @@ func (a *app) closeUsage(ctx context.Context) error {
 // meter puts usage tracking and the monthly quota in an API-key chain, after the key is
 // authenticated and before its rate limit:
 //
-//	authenticate → track (every request, whatever its status) → reserve quota (429
-//	quota_exceeded) → rate limit (its OnLimited hook calls releaseQuota) → handler
+//	authenticate → track (every request, whatever its status) → admit (e.g. the scope
+//	check) → reserve quota (429 quota_exceeded) → rate limit (its OnLimited hook calls
+//	releaseQuota) → handler
 //
-// identify returns the key and its owner from what authentication put in the context.
-func (a *app) meter(identify usage.IdentifyFunc, next http.Handler) http.Handler {
+// identify returns the key and its owner from what authentication put in the context;
+// admit refuses requests before they reach the quota, so its refusals cost none.
+func (a *app) meter(identify usage.IdentifyFunc, admit func(http.Handler) http.Handler, next http.Handler) http.Handler {
 	user := func(r *http.Request) (ecoid.ID, bool) {
 		_, u, ok := identify(r)
 		return u, ok
 	}
 	track := usage.Middleware(a.tracker, identify, usage.MiddlewareConfig{})
-	return track(a.quota.Middleware(user)(next))
+	return track(admit(a.quota.Middleware(user)(next)))
 }
 
 // keyOf identifies an API-key request for usage tracking: the key and its owner, from

@@ -400,3 +400,32 @@ func TestUsageTrackedRequestsSurviveRestartOnPostgres(t *testing.T) {
 		t.Fatalf("current after restart: %+v", cur)
 	}
 }
+
+// TestUsageScopeRefusalsCostNoQuota: a key without the route's scope is refused 403 before
+// the quota and the rate limit (the order of README's apikey chain), so the refusal is
+// logged like every authenticated request but costs neither a call of the month nor a
+// slot of the key's rate limit.
+func TestUsageScopeRefusalsCostNoQuota(t *testing.T) {
+	a, s := startApp(t, authEnv())
+	reg := s.register("ann@example.com")
+	key := s.generate(reg.AccessToken, `{"name":"write-only","scopes":["write"],"rate_limit_per_minute":2}`)
+	for i := range 4 {
+		var e errorAnswer
+		if resp := s.do("GET", "/api/v1/ping", "", apiKey(key.Key), &e); resp.StatusCode != 403 || e.Error.Code != "insufficient_scope" {
+			t.Fatalf("ping %d without the read scope: %d %+v", i+1, resp.StatusCode, e)
+		}
+	}
+	var cur usageCurrentJSON
+	if s.do("GET", "/api/usage/current", "", bearer(reg.AccessToken), &cur); cur.Calls != 0 || cur.Remaining != 1000 {
+		t.Fatalf("current: %+v; scope refusals must cost no quota", cur)
+	}
+	if err := a.tracker.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var hist struct {
+		Days []usageDay `json:"days"`
+	}
+	if s.do("GET", "/api/usage/history?days=1", "", bearer(reg.AccessToken), &hist); hist.Days[0].Calls != 4 || hist.Days[0].Errors != 4 {
+		t.Fatalf("history: %+v; want the 4 authenticated requests logged", hist.Days)
+	}
+}
