@@ -106,11 +106,13 @@ func (a *app) needStripe(h http.Handler) http.Handler {
 	})
 }
 
-// requireCron admits requests carrying "Authorization: Bearer <NEXUS_CRON_SECRET>",
-// compared in constant time; 401 otherwise, and always when no secret is configured.
+// requireCron admits requests carrying "Authorization: Bearer <NEXUS_CRON_SECRET>" (the
+// scheme in any case, as on the other routes), the secret compared in constant time; 401
+// otherwise, and always when no secret is configured.
 func (a *app) requireCron(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
 		secret := a.cfg.Billing.CronSecret
 		if !ok || secret == "" || subtle.ConstantTimeCompare([]byte(token), []byte(secret)) != 1 {
 			httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "a valid cron bearer token is required")

@@ -320,3 +320,22 @@ func TestBillingUsesUsageCounts(t *testing.T) {
 		t.Fatalf("overview: %d %+v", resp.StatusCode, ov)
 	}
 }
+
+// TestCronBearerScheme: the auth scheme is case-insensitive (RFC 9110 section 11.1), as on
+// the user and API-key routes; the secret itself is compared exactly.
+func TestCronBearerScheme(t *testing.T) {
+	s := startServer(t, authEnv("NEXUS_CRON_SECRET", testCronSecret))
+	for auth, want := range map[string]int{
+		"Bearer " + testCronSecret:                  503, // admitted; billing is off here
+		"bearer " + testCronSecret:                  503,
+		"BEARER " + testCronSecret:                  503,
+		"Bearer " + strings.ToUpper(testCronSecret): 401,
+		"Bearer " + testCronSecret + "x":            401,
+		"Basic " + testCronSecret:                   401,
+		testCronSecret:                              401,
+	} {
+		if resp := s.do("POST", "/api/cron/process-overage", "", http.Header{"Authorization": {auth}}, nil); resp.StatusCode != want {
+			t.Errorf("Authorization %q: %d, want %d", auth, resp.StatusCode, want)
+		}
+	}
+}
