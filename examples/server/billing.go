@@ -179,6 +179,10 @@ func (a *app) checkout(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteDecodeError(w, err)
 		return
 	}
+	if p, err := billing.ParsePlan(in.Plan); err == nil && p == billing.Pro && a.cfg.Billing.PricePro == "" {
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "billing_disabled", "the Pro plan is not for sale on this server (STRIPE_PRICE_PRO)")
+		return
+	}
 	email, err := a.userEmail(r)
 	if err != nil {
 		a.billingError(w, r, err)

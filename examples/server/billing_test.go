@@ -339,3 +339,18 @@ func TestCronBearerScheme(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckoutWithoutProPrice: with Stripe on but STRIPE_PRICE_PRO unset, Pro is not for
+// sale here: 503 billing_disabled naming the variable, not a 500.
+func TestCheckoutWithoutProPrice(t *testing.T) {
+	s := startServer(t, billingEnv(t, "STRIPE_PRICE_PRO", ""))
+	user := s.register("ann@example.com")
+	var e errorAnswer
+	if resp := s.do("POST", "/api/subscriptions/checkout", `{"plan":"pro"}`, bearer(user.AccessToken), &e); resp.StatusCode != 503 ||
+		e.Error.Code != "billing_disabled" || !strings.Contains(e.Error.Message, "STRIPE_PRICE_PRO") {
+		t.Fatalf("checkout without a Pro price: %d %+v", resp.StatusCode, e)
+	}
+	if resp := s.do("POST", "/api/subscriptions/checkout", `{"plan":"gold"}`, bearer(user.AccessToken), &e); resp.StatusCode != 400 || e.Error.Code != "invalid_plan" {
+		t.Fatalf("unknown plan: %d %+v", resp.StatusCode, e)
+	}
+}
