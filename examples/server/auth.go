@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -211,7 +213,7 @@ func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		RefreshToken string `json:"refresh_token"`
 	}
-	if r.ContentLength != 0 {
+	if hasBody(r) {
 		if err := httpjson.Decode(w, r, &in); err != nil {
 			httpjson.WriteDecodeError(w, err)
 			return
@@ -232,6 +234,23 @@ func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	auth.SetTokenCookies(w, t, a.cookies)
 	httpjson.Write(w, http.StatusOK, map[string]string{"access_token": t.AccessToken, "refresh_token": t.RefreshToken})
+}
+
+// hasBody reports whether r carries a body. One of unknown length (chunked) is peeked at,
+// so that an empty one counts as none, like Content-Length: 0.
+func hasBody(r *http.Request) bool {
+	if r.ContentLength >= 0 {
+		return r.ContentLength > 0
+	}
+	br := bufio.NewReader(r.Body)
+	if _, err := br.Peek(1); err != nil {
+		return false
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, r.Body}
+	return true
 }
 
 // logout: POST /api/auth/logout revokes the caller's session and clears the cookies.

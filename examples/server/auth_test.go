@@ -377,3 +377,39 @@ func TestAuthHostileInputWithPostgres(t *testing.T) {
 		t.Fatalf("register with NUL in full_name: %d %+v", resp.StatusCode, e)
 	}
 }
+
+// TestAuthRefreshCookieWithEmptyChunkedBody: a POST whose empty body is sent chunked (its
+// length unknown in advance) has no body, like one with Content-Length: 0, so the refresh
+// cookie is used instead of answering 400 invalid_json.
+func TestAuthRefreshCookieWithEmptyChunkedBody(t *testing.T) {
+	s := startServer(t, authEnv())
+	reg := s.register("ann@example.com")
+	req, err := http.NewRequest("POST", s.base+"/api/auth/refresh", io.MultiReader()) // unknown length: chunked
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AddCookie(&http.Cookie{Name: "nexus_refresh", Value: reg.RefreshToken})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var pair map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&pair); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("refresh by cookie with an empty chunked body: %d %v", resp.StatusCode, err)
+	}
+	// A chunked body that is not empty is still read.
+	body := io.MultiReader(strings.NewReader(`{"refresh_token":"` + pair["refresh_token"] + `"}`))
+	req, err = http.NewRequest("POST", s.base+"/api/auth/refresh", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != 200 {
+		t.Fatalf("refresh with a chunked JSON body: %d", resp2.StatusCode)
+	}
+}
