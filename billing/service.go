@@ -65,6 +65,12 @@ type Config struct {
 	OverageLease time.Duration
 	// Currency of prices and invoice items; default "usd".
 	Currency string
+	// UserExists, when set, is asked before a checkout.session.completed event activates
+	// a plan for a user: an event about a user it does not know is ignored (answered 200
+	// and logged), so a Stripe account shared by two environments cannot create paid rows
+	// for strangers here. An error answers 500, and Stripe retries. Default: every user
+	// named by a well-formed EcoID is accepted.
+	UserExists func(ctx context.Context, user ecoid.ID) (bool, error)
 }
 
 // Service is the billing API. It is safe for concurrent use.

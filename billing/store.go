@@ -30,6 +30,8 @@ var (
 	// ErrStripe wraps every failed Stripe call (together with stripe-go's error, which
 	// errors.As finds as *stripe.Error when Stripe answered).
 	ErrStripe = errors.New("billing: Stripe request failed")
+	// ErrAlreadySubscribed: checkout was asked for the plan the user is already on.
+	ErrAlreadySubscribed = errors.New("billing: already subscribed to this plan")
 	// ErrNoUsage: the operation needs a UsageSource and the service has none.
 	ErrNoUsage = errors.New("billing: no usage source configured")
 )

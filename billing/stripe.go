@@ -135,7 +135,8 @@ func (s *Service) SubscribeFree(ctx context.Context, user ecoid.ID, email string
 // through checkout: other plans return ErrPlanNotForSale (ErrUnknownPlan for unknown
 // names). The session carries client_reference_id = the user's EcoID and metadata
 // {eco_id, plan} (also on the subscription it creates), which the webhook uses to
-// activate the plan.
+// activate the plan. A user already entitled to plan gets ErrAlreadySubscribed (use the
+// portal to manage that subscription).
 //
 // Its key is derived from the user, plan, price, URLs, the row's last change and the UTC
 // hour, so repeated clicks within an hour reuse one session while a later attempt, or
@@ -153,6 +154,14 @@ func (s *Service) Checkout(ctx context.Context, user ecoid.ID, email string, pla
 	}
 	if s.cfg.Prices.Pro == "" {
 		return "", errors.New("billing: no Stripe price ID configured for pro")
+	}
+	// A second checkout would start a second Stripe subscription for the same plan; this is
+	// checked before any Stripe call.
+	switch current, err := s.store.Subscription(ctx, user); {
+	case err == nil && current.Plan == p && current.Status.Entitled():
+		return "", fmt.Errorf("%w: %s", ErrAlreadySubscribed, p)
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return "", fmt.Errorf("billing: checkout: %w", err)
 	}
 	cust, err := s.Customer(ctx, user, email)
 	if err != nil {

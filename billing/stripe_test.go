@@ -132,6 +132,13 @@ func TestCheckoutRejectsPlans(t *testing.T) {
 	if n := len(e.rec.sent("POST", "/v1/")); n != 0 {
 		t.Fatalf("rejected plans sent %d requests", n)
 	}
+	e.setRow(t, u, func(r *billing.Subscription) { r.Plan, r.Status = billing.Pro, billing.StatusActive })
+	if _, err := e.svc.Checkout(context.Background(), u, "", "pro"); !errors.Is(err, billing.ErrAlreadySubscribed) {
+		t.Errorf("Checkout(pro) for a Pro user = %v, want ErrAlreadySubscribed", err)
+	}
+	if n := len(e.rec.sent("POST", "/v1/")); n != 0 {
+		t.Fatalf("rejected checkouts sent %d requests", n)
+	}
 	noPrice := newEnv(t, true, func(c *billing.Config) { c.Prices.Pro = "" })
 	if _, err := noPrice.svc.Checkout(context.Background(), noPrice.user(t), "", "pro"); err == nil {
 		t.Fatal("checkout without a Pro price ID succeeded")

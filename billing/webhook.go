@@ -209,6 +209,16 @@ func (s *Service) onCheckoutCompleted(ctx context.Context, tx SubscriptionTx, cs
 		s.log.Warn("checkout.session.completed without a paid plan; ignored", "session", cs.ID)
 		return nil
 	}
+	if s.cfg.UserExists != nil {
+		known, err := s.cfg.UserExists(ctx, user)
+		if err != nil {
+			return fmt.Errorf("billing: checkout.session.completed: look up user: %w", err)
+		}
+		if !known {
+			s.log.Warn("checkout.session.completed for an unknown user; ignored", "session", cs.ID, "user", user.String())
+			return nil
+		}
+	}
 	email := cs.CustomerEmail
 	if cs.CustomerDetails != nil && cs.CustomerDetails.Email != "" {
 		email = cs.CustomerDetails.Email

@@ -383,3 +383,37 @@ func TestWebhookHandlerErrorLeavesEventUnprocessed(t *testing.T) {
 		t.Fatalf("retry: %d %v %+v", status, body, e.row(t, u))
 	}
 }
+
+func TestWebhookCheckoutForUnknownUserIsIgnored(t *testing.T) {
+	known := ecoid.New(ecoid.User)
+	e := newEnv(t, false, func(c *billing.Config) {
+		c.UserExists = func(_ context.Context, u ecoid.ID) (bool, error) { return u == known, nil }
+	})
+	stranger := ecoid.New(ecoid.User)
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(stranger, "pro", "cus_s", "sub_s"))); status != 200 {
+		t.Fatalf("event about an unknown user: %d, want 200 (so Stripe stops retrying)", status)
+	}
+	if _, err := e.store.Subscription(context.Background(), stranger); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("an unknown user got a subscription row: %v", err)
+	}
+	if status, _ := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(known, "pro", "cus_k", "sub_k"))); status != 200 {
+		t.Fatal(status)
+	}
+	if row := e.row(t, known); row.Plan != billing.Pro {
+		t.Fatalf("a known user's checkout did not activate Pro: %+v", row)
+	}
+}
+
+func TestWebhookUserLookupFailureIsRetried(t *testing.T) {
+	e := newEnv(t, false, func(c *billing.Config) {
+		c.UserExists = func(context.Context, ecoid.ID) (bool, error) { return false, errors.New("auth store down") }
+	})
+	u := e.user(t)
+	payload := stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_r", "sub_r"))
+	if status, _ := e.deliver(t, payload); status != http.StatusInternalServerError {
+		t.Fatalf("lookup failure answered %d, want 500 so Stripe retries", status)
+	}
+	if row := e.row(t, u); row.Plan != billing.Free {
+		t.Fatalf("a failed event changed the plan: %+v", row)
+	}
+}

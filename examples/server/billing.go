@@ -68,6 +68,14 @@ func (a *app) initBilling() {
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
 		Usage: usageCounts{a.usageStore}, Logger: a.log,
+		// Only accounts of this server may be upgraded by a webhook.
+		UserExists: func(ctx context.Context, id ecoid.ID) (bool, error) {
+			_, err := a.auth.UserByID(ctx, id)
+			if errors.Is(err, auth.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		},
 	}
 	if bc.StripeKey != "" {
 		cfg.Stripe = billing.NewStripeClient(bc.StripeKey, bc.StripeBase, &http.Client{Timeout: 30 * time.Second})
@@ -289,6 +297,8 @@ func (a *app) billingError(w http.ResponseWriter, r *http.Request, err error) {
 			msg = msg[i+1:]
 		}
 		httpjson.WriteError(w, http.StatusBadRequest, "invalid_query", msg)
+	case errors.Is(err, billing.ErrAlreadySubscribed):
+		httpjson.WriteError(w, http.StatusConflict, "already_subscribed", "you are already on this plan; manage it through the billing portal")
 	case errors.Is(err, billing.ErrNoStripeSubscription):
 		httpjson.WriteError(w, http.StatusConflict, "no_subscription", "there is no paid subscription to cancel")
 	case errors.Is(err, billing.ErrDisabled):

@@ -120,6 +120,23 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if resp := s.do("GET", "/api/subscriptions/current", "", tok, &sub); resp.StatusCode != 200 || sub.Plan != "pro" || sub.Quota != 100_000 || sub.HardCap || sub.PriceCents != 2900 || !sub.BillingEnabled {
 		t.Fatalf("current after checkout: %+v", sub)
 	}
+	if resp := s.do("POST", "/api/subscriptions/checkout", `{"plan":"pro"}`, tok, &e); resp.StatusCode != 409 || e.Error.Code != "already_subscribed" {
+		t.Fatalf("second checkout on Pro: %d %+v", resp.StatusCode, e)
+	}
+	// A signed event about a user this server does not have changes nothing.
+	stranger := ecoid.New(ecoid.User)
+	resp = s.stripeEvent("checkout.session.completed", now, fmt.Sprintf(
+		`{"id":"cs_2","object":"checkout.session","client_reference_id":%q,"customer":"cus_x","subscription":"sub_x","metadata":{"eco_id":%q,"plan":"pro"}}`, stranger, stranger))
+	if resp.StatusCode != 200 {
+		t.Fatalf("webhook about a stranger: %d", resp.StatusCode)
+	}
+	boss := s.register("boss@example.com")
+	var ov struct {
+		UsersByPlan map[string]int `json:"users_by_plan"`
+	}
+	if s.do("GET", "/api/admin/analytics/overview", "", bearer(boss.AccessToken), &ov); ov.UsersByPlan["pro"] != 1 {
+		t.Fatalf("users by plan after a stranger's checkout: %v, want one Pro user", ov.UsersByPlan)
+	}
 	if resp := s.do("POST", "/api/subscriptions/cancel", "", tok, &sub); resp.StatusCode != 200 || !sub.CancelAtPeriodEnd || sub.Plan != "pro" {
 		t.Fatalf("cancel: %d %+v", resp.StatusCode, sub)
 	}
