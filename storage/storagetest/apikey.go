@@ -37,11 +37,7 @@ func testAPIKeys(t *testing.T, newStores NewStores) {
 	ctx := context.Background()
 	setup := func(t *testing.T) apikey.Store {
 		t.Helper()
-		st := newStores(t)
-		if st.APIKeys == nil {
-			t.Skip("Stores.APIKeys is nil: this backend has no API key store")
-		}
-		return st.APIKeys
+		return provided(t, newStores(t).APIKeys, "APIKeys")
 	}
 	get := func(t *testing.T, s apikey.Store, id ecoid.ID) apikey.Record {
 		t.Helper()

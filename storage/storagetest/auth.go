@@ -18,11 +18,7 @@ import (
 func testAuth(t *testing.T, newStores NewStores) {
 	store := func(t *testing.T) auth.Store {
 		t.Helper()
-		s := newStores(t).Auth
-		if s == nil {
-			t.Skip("this backend has no auth.Store (Stores.Auth is nil)")
-		}
-		return s
+		return provided(t, newStores(t).Auth, "Auth")
 	}
 	for _, tc := range []struct {
 		name string

@@ -18,11 +18,7 @@ import (
 func testBilling(t *testing.T, newStores NewStores) {
 	store := func(t *testing.T) billing.Store {
 		t.Helper()
-		s := newStores(t).Billing
-		if s == nil {
-			t.Skip("Stores.Billing is nil: this backend has no billing store")
-		}
-		return s
+		return provided(t, newStores(t).Billing, "Billing")
 	}
 	ctx := context.Background()
 	base := time.Date(2026, 3, 14, 9, 26, 53, 589793000, time.UTC)

@@ -19,8 +19,6 @@ import (
 // Stores is one set of adapters under test. A nil field is an adapter that this backend
 // does not provide; its part of the suite is skipped with a message saying so.
 type Stores struct {
-	// Fields are added per domain package: auth, apikey, usage, billing and the limiter.
-
 	// Auth is the auth.Store under test (users, sessions, grants, activity log).
 	Auth auth.Store
 
@@ -48,4 +46,15 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
 	t.Run("billing", func(t *testing.T) { testBilling(t, newStores) })
+}
+
+// provided returns a store of the backend under test, or skips the test, naming the nil
+// field, when the backend does not provide that store.
+func provided[T comparable](t *testing.T, store T, field string) T {
+	t.Helper()
+	var none T
+	if store == none {
+		t.Skipf("Stores.%s is nil: this backend does not provide it", field)
+	}
+	return store
 }

@@ -33,11 +33,7 @@ func UsageRecord(user ecoid.ID, t time.Time, method, endpoint string, status int
 func runUsage(t *testing.T, newStores NewStores) {
 	store := func(t *testing.T) usage.Store {
 		t.Helper()
-		s := newStores(t).Usage
-		if s == nil {
-			t.Skip("Stores.Usage is nil: this backend has no usage store")
-		}
-		return s
+		return provided(t, newStores(t).Usage, "Usage")
 	}
 	ctx := context.Background()
 
