@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -52,17 +53,26 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 }
 
 // recoverPanics turns a panic in a handler into a 500 JSON error without internals, and
-// logs it. http.ErrAbortHandler is re-raised, as net/http expects.
+// logs it. When the response had already started, a second body would corrupt it, so the
+// connection is aborted instead (http.ErrAbortHandler), and the client sees a broken
+// response rather than a complete-looking one. http.ErrAbortHandler from a handler is
+// re-raised, as net/http expects. It sits inside logRequests, whose recorder tells it
+// whether the response has started.
 func (a *app) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
-				httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
+			v := recover()
+			if v == nil {
+				return
 			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+			if rec, ok := w.(*statusRecorder); ok && rec.status != 0 {
+				panic(http.ErrAbortHandler)
+			}
+			httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
 		}()
 		next.ServeHTTP(w, r)
 	})

@@ -19,7 +19,7 @@ func (a *app) routes() http.Handler {
 	a.keyRoutes(r)
 	a.usageRoutes(r)
 	a.billingRoutes(r)
-	return a.recoverPanics(a.logRequests(r))
+	return a.logRequests(a.recoverPanics(r))
 }
 
 // healthz answers 200 {"status":"ok"} when the store answers, 503 otherwise.
