@@ -1,0 +1,5 @@
+//go:build !race
+
+package ecoid
+
+const raceEnabled = false
