@@ -79,8 +79,7 @@ func (s *KeyStore) Create(ctx context.Context, r apikey.Record) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		r.ID, r.Owner, r.Name, pq.StringArray(scopes), string(r.Status), r.RateLimitPerMinute, r.Hash[:],
 		prevHash, nullTime(r.PrevValidUntil), r.CreatedAt, nullTime(r.LastUsedAt), nullTime(r.ExpiresAt), nullTime(r.RotatedAt))
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == "23505" { // unique_violation
+	if uniqueViolation(err, "") {
 		return apikey.ErrConflict
 	}
 	if err != nil {

@@ -24,12 +24,6 @@ type AuthStore struct {
 // NewAuthStore returns an AuthStore over db, which must be migrated (see Migrate).
 func NewAuthStore(db *sqlx.DB) *AuthStore { return &AuthStore{db: db} }
 
-// authUniqueViolation reports a unique-constraint error, optionally of one constraint.
-func authUniqueViolation(err error, constraint string) bool {
-	var pqErr *pq.Error
-	return errors.As(err, &pqErr) && pqErr.Code == "23505" && (constraint == "" || pqErr.Constraint == constraint)
-}
-
 // authFKViolation reports a foreign-key error.
 func authFKViolation(err error) bool {
 	var pqErr *pq.Error
@@ -45,10 +39,10 @@ func (s *AuthStore) CreateUser(ctx context.Context, u auth.User, passwordHash st
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO eco_identities (id, email, created_at) VALUES ($1, $2, $3)`, string(u.ID), u.Email, u.CreatedAt); err != nil {
-		if authUniqueViolation(err, "eco_identities_email_key") {
+		if uniqueViolation(err, "eco_identities_email_key") {
 			return auth.ErrEmailTaken
 		}
-		if authUniqueViolation(err, "") {
+		if uniqueViolation(err, "") {
 			return fmt.Errorf("%w: user %s exists", auth.ErrConflict, u.ID)
 		}
 		return fmt.Errorf("postgres: create user: %w", err)
@@ -62,7 +56,7 @@ func (s *AuthStore) CreateUser(ctx context.Context, u auth.User, passwordHash st
 		return fmt.Errorf("postgres: create user: profile: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		if authUniqueViolation(err, "eco_identities_email_key") {
+		if uniqueViolation(err, "eco_identities_email_key") {
 			return auth.ErrEmailTaken
 		}
 		return fmt.Errorf("postgres: create user: commit: %w", err)
@@ -156,7 +150,7 @@ func (s *AuthStore) CreateSession(ctx context.Context, sess auth.Session) error 
 	switch {
 	case authFKViolation(err):
 		return fmt.Errorf("%w: user %s", auth.ErrNotFound, sess.UserID)
-	case authUniqueViolation(err, ""):
+	case uniqueViolation(err, ""):
 		return fmt.Errorf("%w: session %s exists", auth.ErrConflict, sess.ID)
 	case err != nil:
 		return fmt.Errorf("postgres: create session: %w", err)

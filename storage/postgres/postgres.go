@@ -8,11 +8,12 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // registers the "postgres" driver
+	"github.com/lib/pq" // also registers the "postgres" driver
 )
 
 //go:embed migrations
@@ -40,4 +41,11 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	return db, nil
+}
+
+// uniqueViolation reports whether err is PostgreSQL's unique_violation (23505), of the
+// named constraint when constraint is not empty.
+func uniqueViolation(err error, constraint string) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code == "23505" && (constraint == "" || pqErr.Constraint == constraint)
 }

@@ -54,8 +54,7 @@ func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error
 		}
 	}
 	err := s.copyBatch(ctx, batch)
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == "23505" { // unique_violation: some IDs are stored
+	if uniqueViolation(err, "") { // some IDs are stored already
 		err = s.insertBatch(ctx, batch)
 	}
 	if err != nil {
