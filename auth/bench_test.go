@@ -57,6 +57,29 @@ func rawJTI() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+func BenchmarkIssueAccessEdDSA(b *testing.B) {
+	is := newEdIssuer(b, &fakeClock{t: time.Now()}, edKey(1), "k1", nil)
+	uid, sid := ecoid.New(ecoid.User), ecoid.New(ecoid.Session)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := is.Issue(auth.AccessToken, uid, sid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyAccessEdDSA(b *testing.B) {
+	clock := &fakeClock{t: time.Now()}
+	is := newEdIssuer(b, clock, edKey(1), "k1", nil)
+	tok, _, _ := is.Issue(auth.AccessToken, ecoid.New(ecoid.User), ecoid.New(ecoid.Session))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := is.Verify(tok, auth.AccessToken); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkVerifyAccess(b *testing.B) {
 	is := newIssuer(b, &fakeClock{t: time.Now()})
 	tok, _, _ := is.Issue(auth.AccessToken, ecoid.New(ecoid.User), ecoid.New(ecoid.Session))

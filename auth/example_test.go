@@ -1,7 +1,9 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -92,4 +95,29 @@ func ExampleRequireUser() {
 	// 401 {"error":{"code":"unauthorized","message":"missing or malformed access token"}}
 	//
 	// 200 usr
+}
+
+// Rotating an EdDSA signing key: the new issuer signs with the new key and still accepts
+// tokens of the old kid until that kid is removed from VerificationKeys.
+func ExampleIssuerConfig_rotation() {
+	oldKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)) // use crypto/rand in production
+	newKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, ed25519.SeedSize))
+	user, session := ecoid.New(ecoid.User), ecoid.New(ecoid.Session)
+
+	before, _ := auth.NewIssuer(auth.IssuerConfig{SigningKey: oldKey, SigningKeyID: "2026-01"})
+	oldToken, _, _ := before.Issue(auth.AccessToken, user, session)
+
+	during, _ := auth.NewIssuer(auth.IssuerConfig{
+		SigningKey: newKey, SigningKeyID: "2026-02",
+		VerificationKeys: map[string]ed25519.PublicKey{"2026-01": oldKey.Public().(ed25519.PublicKey)},
+	})
+	_, err := during.Verify(oldToken, auth.AccessToken)
+	fmt.Println(during.Algorithm(), "old token during rotation:", err == nil)
+
+	after, _ := auth.NewIssuer(auth.IssuerConfig{SigningKey: newKey, SigningKeyID: "2026-02"})
+	_, err = after.Verify(oldToken, auth.AccessToken)
+	fmt.Println("old token after rotation:", err)
+	// Output:
+	// EdDSA old token during rotation: true
+	// old token after rotation: auth: invalid token: unknown or missing kid
 }

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -26,7 +28,14 @@ var (
 	ErrInvalidToken = errors.New("auth: invalid token")
 	ErrTokenExpired = errors.New("auth: token expired")
 	ErrWeakSecret   = errors.New("auth: JWT secret shorter than 32 bytes")
+	// ErrKeyConfig is wrapped by every NewIssuer error about keys: neither or both of
+	// Secret and SigningKey set, an Ed25519 key of the wrong size, an empty key ID, or a
+	// verification key that contradicts the signing key.
+	ErrKeyConfig = errors.New("auth: invalid JWT key configuration")
 )
+
+// errUnknownKID is returned by the EdDSA key lookup for a missing or unknown "kid".
+var errUnknownKID = errors.New("unknown or missing kid")
 
 // TokenType is the "typ" claim: what a token may be used for.
 type TokenType string
@@ -58,10 +67,22 @@ type jwtClaims struct {
 	Type      TokenType `json:"typ"`
 }
 
-// IssuerConfig configures NewIssuer. Only Secret is required.
+// IssuerConfig configures NewIssuer. Exactly one of Secret (HS256) and SigningKey
+// (EdDSA) is required.
 type IssuerConfig struct {
 	// Secret is the HS256 key, at least MinSecretBytes bytes of random data.
 	Secret []byte
+	// SigningKey selects EdDSA (Ed25519) instead of HS256: tokens are signed with it and
+	// carry SigningKeyID in their "kid" header. It must be ed25519.PrivateKeySize bytes
+	// (use ed25519.NewKeyFromSeed for a 32-byte seed).
+	SigningKey ed25519.PrivateKey
+	// SigningKeyID is the "kid" of SigningKey; required and non-empty with SigningKey.
+	SigningKeyID string
+	// VerificationKeys are further public keys, by kid, that Verify accepts with EdDSA:
+	// during a rotation, the old signing key's public half stays here until every token
+	// it signed has expired, then its entry is removed. The public half of SigningKey is
+	// included automatically. Only valid with SigningKey.
+	VerificationKeys map[string]ed25519.PublicKey
 	// Issuer is the "iss" claim written and required; default "nexus".
 	Issuer string
 	// Audience is the "aud" claim written and required; default "nexus".
@@ -74,11 +95,17 @@ type IssuerConfig struct {
 	Now func() time.Time
 }
 
-// Issuer signs and verifies HS256 JWTs. Verification pins the algorithm to HS256 (alg
-// "none", HS384/HS512 with the same secret and any asymmetric algorithm are refused),
-// requires exp, checks iss, aud, nbf, iat and the typ claim. It is safe for concurrent use.
+// Issuer signs and verifies HS256 or EdDSA JWTs. Verification pins the algorithm to the
+// configured one (alg "none", HS384/HS512 with the same secret, any other asymmetric
+// algorithm, and HS256 on an EdDSA issuer are refused), requires exp, checks iss, aud,
+// nbf, iat and the typ claim. With EdDSA the key is chosen by the token's "kid" header;
+// a missing or unknown kid is refused. It is safe for concurrent use.
 type Issuer struct {
 	secret     []byte
+	method     jwt.SigningMethod
+	signKey    any    // []byte for HS256, ed25519.PrivateKey for EdDSA
+	kid        string // EdDSA only
+	pubKeys    map[string]ed25519.PublicKey
 	issuer     string
 	audience   string
 	accessTTL  time.Duration
@@ -87,23 +114,35 @@ type Issuer struct {
 	parser     *jwt.Parser
 }
 
-// NewIssuer checks cfg and returns an Issuer. It returns an error wrapping ErrWeakSecret
-// when the secret is shorter than MinSecretBytes, and an error for negative durations.
+// NewIssuer checks cfg and returns an Issuer. It returns an error wrapping ErrKeyConfig
+// when neither or both of Secret and SigningKey are set or an Ed25519 key or kid is
+// invalid, one wrapping ErrWeakSecret when the secret is shorter than MinSecretBytes
+// (with neither key set, the error wraps both), and an error for negative durations.
 func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
-	if len(cfg.Secret) < MinSecretBytes {
+	is := &Issuer{}
+	switch {
+	case len(cfg.Secret) > 0 && len(cfg.SigningKey) > 0:
+		return nil, fmt.Errorf("%w: set only one of Secret (HS256) and SigningKey (EdDSA)", ErrKeyConfig)
+	case len(cfg.SigningKey) > 0:
+		if err := is.setEdDSA(cfg); err != nil {
+			return nil, err
+		}
+	case len(cfg.Secret) < MinSecretBytes:
+		if len(cfg.Secret) == 0 {
+			return nil, fmt.Errorf("%w: %w: set Secret (HS256) or SigningKey (EdDSA)", ErrKeyConfig, ErrWeakSecret)
+		}
 		return nil, fmt.Errorf("%w: got %d bytes", ErrWeakSecret, len(cfg.Secret))
+	case cfg.SigningKeyID != "" || cfg.VerificationKeys != nil:
+		return nil, fmt.Errorf("%w: SigningKeyID and VerificationKeys need SigningKey", ErrKeyConfig)
+	default:
+		is.secret = append([]byte(nil), cfg.Secret...)
+		is.method, is.signKey = jwt.SigningMethodHS256, is.secret
 	}
 	if cfg.AccessTTL < 0 || cfg.RefreshTTL < 0 || cfg.Leeway < 0 {
 		return nil, errors.New("auth: token lifetimes and leeway must not be negative")
 	}
-	is := &Issuer{
-		secret:     append([]byte(nil), cfg.Secret...),
-		issuer:     cfg.Issuer,
-		audience:   cfg.Audience,
-		accessTTL:  cfg.AccessTTL,
-		refreshTTL: cfg.RefreshTTL,
-		now:        cfg.Now,
-	}
+	is.issuer, is.audience = cfg.Issuer, cfg.Audience
+	is.accessTTL, is.refreshTTL, is.now = cfg.AccessTTL, cfg.RefreshTTL, cfg.Now
 	if is.issuer == "" {
 		is.issuer = "nexus"
 	}
@@ -120,7 +159,7 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 		is.now = time.Now
 	}
 	is.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods([]string{is.method.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(is.issuer),
@@ -131,6 +170,39 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 	)
 	return is, nil
 }
+
+// setEdDSA checks the EdDSA part of cfg and stores copies of its keys in is.
+func (is *Issuer) setEdDSA(cfg IssuerConfig) error {
+	if len(cfg.SigningKey) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: Ed25519 private key is %d bytes, want %d", ErrKeyConfig, len(cfg.SigningKey), ed25519.PrivateKeySize)
+	}
+	if cfg.SigningKeyID == "" {
+		return fmt.Errorf("%w: SigningKeyID is empty", ErrKeyConfig)
+	}
+	priv := ed25519.NewKeyFromSeed(cfg.SigningKey.Seed())
+	if !bytes.Equal(priv, cfg.SigningKey) {
+		return fmt.Errorf("%w: Ed25519 private key's public half does not match its seed", ErrKeyConfig)
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	keys := make(map[string]ed25519.PublicKey, len(cfg.VerificationKeys)+1)
+	for kid, k := range cfg.VerificationKeys {
+		switch {
+		case kid == "":
+			return fmt.Errorf("%w: verification key with an empty kid", ErrKeyConfig)
+		case len(k) != ed25519.PublicKeySize:
+			return fmt.Errorf("%w: verification key %q is %d bytes, want %d", ErrKeyConfig, kid, len(k), ed25519.PublicKeySize)
+		case kid == cfg.SigningKeyID && !pub.Equal(k):
+			return fmt.Errorf("%w: verification key %q is not the signing key's public half", ErrKeyConfig, kid)
+		}
+		keys[kid] = append(ed25519.PublicKey(nil), k...)
+	}
+	keys[cfg.SigningKeyID] = pub
+	is.method, is.signKey, is.kid, is.pubKeys = jwt.SigningMethodEdDSA, priv, cfg.SigningKeyID, keys
+	return nil
+}
+
+// Algorithm returns the JWT "alg" the issuer signs with and accepts: "HS256" or "EdDSA".
+func (is *Issuer) Algorithm() string { return is.method.Alg() }
 
 // TTL returns the lifetime of tokens of type typ.
 func (is *Issuer) TTL(typ TokenType) time.Duration {
@@ -175,7 +247,11 @@ func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Clai
 		SessionID: sessionID,
 		Type:      typ,
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, wire).SignedString(is.secret)
+	tok := jwt.NewWithClaims(is.method, wire)
+	if is.kid != "" {
+		tok.Header["kid"] = is.kid
+	}
+	s, err := tok.SignedString(is.signKey)
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("auth: sign token: %w", err)
 	}
@@ -225,12 +301,24 @@ func (is *Issuer) Verify(token string, want TokenType) (Claims, error) {
 	return c, nil
 }
 
-// key returns the HS256 secret; the parser has already pinned the method.
-func (is *Issuer) key(*jwt.Token) (any, error) { return is.secret, nil }
+// key returns the verification key: the HS256 secret, or the Ed25519 public key named
+// by the token's "kid". The parser has already pinned the method.
+func (is *Issuer) key(t *jwt.Token) (any, error) {
+	if is.pubKeys == nil {
+		return is.secret, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	if k, ok := is.pubKeys[kid]; ok && kid != "" {
+		return k, nil
+	}
+	return nil, errUnknownKID
+}
 
 // reason names a golang-jwt failure without leaking token contents.
 func reason(err error) string {
 	switch {
+	case errors.Is(err, errUnknownKID):
+		return errUnknownKID.Error()
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "malformed"
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
