@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -31,15 +33,19 @@ type authState struct {
 	onRegister []func(ctx context.Context, u auth.User) error
 }
 
-// parseAuthConfig reads NEXUS_JWT_SECRET, NEXUS_ADMINS, NEXUS_INSECURE_COOKIES and
-// NEXUS_BCRYPT_COST. A secret that is set but shorter than 32 bytes, an admin entry that
-// is not an email, or a bad cost is an error: the server refuses to start.
+// parseAuthConfig reads NEXUS_JWT_SECRET, NEXUS_JWT_ED25519_KEY, NEXUS_JWT_KID,
+// NEXUS_JWT_OLD_KEYS, NEXUS_ADMINS, NEXUS_INSECURE_COOKIES and NEXUS_BCRYPT_COST. A
+// secret that is set but shorter than 32 bytes, an invalid EdDSA key setting, an admin
+// entry that is not an email, or a bad cost is an error: the server refuses to start.
 func parseAuthConfig(cfg *config, getenv func(string) string) error {
 	if s := getenv("NEXUS_JWT_SECRET"); s != "" {
 		if len(s) < auth.MinSecretBytes {
 			return fmt.Errorf("NEXUS_JWT_SECRET is %d bytes; it must be at least %d (or unset for a random one)", len(s), auth.MinSecretBytes)
 		}
 		cfg.JWTSecret = []byte(s)
+	}
+	if err := parseEdDSAConfig(cfg, getenv); err != nil {
+		return err
 	}
 	for _, e := range strings.Split(getenv("NEXUS_ADMINS"), ",") {
 		if e = strings.TrimSpace(e); e == "" {
@@ -68,15 +74,82 @@ func parseAuthConfig(cfg *config, getenv func(string) string) error {
 	return nil
 }
 
+// parseEdDSAConfig reads NEXUS_JWT_ED25519_KEY (standard base64 of a 32-byte seed or a
+// 64-byte private key), NEXUS_JWT_KID (its kid, required with it) and NEXUS_JWT_OLD_KEYS
+// (comma-separated kid=base64 public keys of rotated-out keys still accepted). Errors
+// name the variable and what is wrong, never the key material.
+func parseEdDSAConfig(cfg *config, getenv func(string) string) error {
+	raw, kid, old := getenv("NEXUS_JWT_ED25519_KEY"), strings.TrimSpace(getenv("NEXUS_JWT_KID")), getenv("NEXUS_JWT_OLD_KEYS")
+	if raw == "" {
+		if kid != "" || old != "" {
+			return errors.New("NEXUS_JWT_KID and NEXUS_JWT_OLD_KEYS need NEXUS_JWT_ED25519_KEY")
+		}
+		return nil
+	}
+	if cfg.JWTSecret != nil {
+		return errors.New("set only one of NEXUS_JWT_SECRET (HS256) and NEXUS_JWT_ED25519_KEY (EdDSA)")
+	}
+	if kid == "" {
+		return errors.New("NEXUS_JWT_KID must name the key of NEXUS_JWT_ED25519_KEY")
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw))
+	switch {
+	case err != nil:
+		return errors.New("NEXUS_JWT_ED25519_KEY is not standard base64")
+	case len(b) == ed25519.SeedSize:
+		cfg.JWTKey = ed25519.NewKeyFromSeed(b)
+	case len(b) == ed25519.PrivateKeySize:
+		cfg.JWTKey = ed25519.PrivateKey(b)
+	default:
+		return fmt.Errorf("NEXUS_JWT_ED25519_KEY is %d bytes; want a %d-byte seed or a %d-byte private key", len(b), ed25519.SeedSize, ed25519.PrivateKeySize)
+	}
+	cfg.JWTKeyID = kid
+	for _, e := range strings.Split(old, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(e, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return errors.New("NEXUS_JWT_OLD_KEYS: want comma-separated kid=base64-public-key entries")
+		}
+		pub, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("NEXUS_JWT_OLD_KEYS: key %q is not the standard base64 of a %d-byte Ed25519 public key", k, ed25519.PublicKeySize)
+		}
+		if _, dup := cfg.JWTOldKeys[k]; dup {
+			return fmt.Errorf("NEXUS_JWT_OLD_KEYS: kid %q listed twice", k)
+		}
+		if cfg.JWTOldKeys == nil {
+			cfg.JWTOldKeys = map[string]ed25519.PublicKey{}
+		}
+		cfg.JWTOldKeys[k] = pub
+	}
+	// Let auth check the rest (a 64-byte key whose halves disagree, a kid reused for
+	// another key); its errors name kids and sizes, never key bytes.
+	if _, err := auth.NewIssuer(cfg.issuerConfig()); err != nil {
+		return fmt.Errorf("NEXUS_JWT_ED25519_KEY: %w", err)
+	}
+	return nil
+}
+
+// issuerConfig returns the key part of the auth.IssuerConfig cfg selects.
+func (cfg *config) issuerConfig() auth.IssuerConfig {
+	if cfg.JWTKey != nil {
+		return auth.IssuerConfig{SigningKey: cfg.JWTKey, SigningKeyID: cfg.JWTKeyID, VerificationKeys: cfg.JWTOldKeys}
+	}
+	return auth.IssuerConfig{Secret: cfg.JWTSecret}
+}
+
 // initAuth builds the auth service over the chosen store.
 func (a *app) initAuth() error {
-	secret := a.cfg.JWTSecret
-	if len(secret) == 0 {
-		secret = make([]byte, 32)
-		_, _ = rand.Read(secret)
+	ic := a.cfg.issuerConfig()
+	if ic.SigningKey == nil && len(ic.Secret) == 0 {
+		ic.Secret = make([]byte, 32)
+		_, _ = rand.Read(ic.Secret)
 		a.log.Warn("NEXUS_JWT_SECRET is unset: using a random secret, so tokens do not survive a restart or work across instances")
 	}
-	issuer, err := auth.NewIssuer(auth.IssuerConfig{Secret: secret})
+	issuer, err := auth.NewIssuer(ic)
 	if err != nil {
 		return err
 	}

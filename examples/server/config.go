@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
@@ -15,10 +16,13 @@ type config struct {
 	PostgresMaxConns int // -postgres-max-conns; default 20
 
 	// Auth settings (see auth.go).
-	JWTSecret       []byte   // NEXUS_JWT_SECRET; empty: a random secret per process (logged warning)
-	Admins          []string // NEXUS_ADMINS: comma-separated emails, normalised
-	InsecureCookies bool     // NEXUS_INSECURE_COOKIES=1: cookies without Secure, for local HTTP
-	BcryptCost      int      // NEXUS_BCRYPT_COST; 0: auth's default (10)
+	JWTSecret       []byte                       // NEXUS_JWT_SECRET; empty: a random secret per process (logged warning)
+	JWTKey          ed25519.PrivateKey           // NEXUS_JWT_ED25519_KEY: EdDSA instead of HS256
+	JWTKeyID        string                       // NEXUS_JWT_KID: the kid of JWTKey
+	JWTOldKeys      map[string]ed25519.PublicKey // NEXUS_JWT_OLD_KEYS: kid=public key, still verified
+	Admins          []string                     // NEXUS_ADMINS: comma-separated emails, normalised
+	InsecureCookies bool                         // NEXUS_INSECURE_COOKIES=1: cookies without Secure, for local HTTP
+	BcryptCost      int                          // NEXUS_BCRYPT_COST; 0: auth's default (10)
 
 	Billing billingConfig // Stripe and cron settings (see billing.go)
 }
