@@ -35,7 +35,7 @@ func BenchmarkAPIKeyChain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := memory.NewUsage()
+	store := memory.NewUsageStore()
 	// The tracker writes to a store that keeps nothing: what is measured is the request
 	// path, not the background writer (whose own figures are in the usage benchmarks).
 	tracker := usage.NewTracker(discardUsage{}, usage.Config{})

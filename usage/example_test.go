@@ -13,7 +13,7 @@ import (
 )
 
 func ExampleTracker() {
-	store := memory.NewUsage()
+	store := memory.NewUsageStore()
 	tracker := usage.NewTracker(store, usage.Config{}) // batches of 100 or every 5s
 	user := ecoid.MustParse("eco_usr_0Ub2cYzA9fKq3XwT7mNpLs")
 	day := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
@@ -37,7 +37,7 @@ func ExampleTracker() {
 }
 
 func ExampleMiddleware() {
-	store := memory.NewUsage()
+	store := memory.NewUsageStore()
 	tracker := usage.NewTracker(store, usage.Config{})
 	user := ecoid.MustParse("eco_usr_0Ub2cYzA9fKq3XwT7mNpLs")
 	// identify would read the API key that authentication put in the context.
@@ -55,7 +55,7 @@ func ExampleMiddleware() {
 }
 
 func ExampleQuota() {
-	counter := memory.NewUsage()
+	counter := memory.NewUsageStore()
 	free := func(context.Context, ecoid.ID) (int64, bool, error) { return 2, true, nil } // 2 calls, hard cap
 	quota := usage.NewQuota(counter, free, usage.QuotaConfig{})
 	user := ecoid.MustParse("eco_usr_0Ub2cYzA9fKq3XwT7mNpLs")

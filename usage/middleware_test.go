@@ -242,7 +242,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 	identify := func(*http.Request) (ecoid.ID, ecoid.ID, bool) { return testKey, testUser, true }
-	quota := usage.NewQuota(memory.NewUsage(), fixedLimit(-1, false), usage.QuotaConfig{})
+	quota := usage.NewQuota(memory.NewUsageStore(), fixedLimit(-1, false), usage.QuotaConfig{})
 	user := func(*http.Request) (ecoid.ID, bool) { return testUser, true }
 	req := httptest.NewRequest("GET", "/items/1", nil)
 	w := httptest.NewRecorder()

@@ -26,7 +26,7 @@ func userHeader(r *http.Request) (ecoid.ID, bool) {
 }
 
 func TestQuotaHardCapIsExactUnderConcurrency(t *testing.T) {
-	counter := memory.NewUsage()
+	counter := memory.NewUsageStore()
 	q := usage.NewQuota(counter, fixedLimit(1000, true), usage.QuotaConfig{})
 	var allowed atomic.Int64
 	var wg sync.WaitGroup
@@ -55,7 +55,7 @@ func TestQuotaHardCapIsExactUnderConcurrency(t *testing.T) {
 
 func TestQuotaMiddleware(t *testing.T) {
 	now := time.Date(2026, 2, 27, 12, 0, 0, 0, time.UTC)
-	counter := memory.NewUsage()
+	counter := memory.NewUsageStore()
 	q := usage.NewQuota(counter, fixedLimit(3, true), usage.QuotaConfig{Now: func() time.Time { return now }})
 	refuseNext := false
 	h := q.Middleware(userHeader)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +145,7 @@ func (failingCounter) RemoveCall(context.Context, ecoid.ID, time.Time) error {
 func TestQuotaFailuresAnswer503(t *testing.T) {
 	badLimit := func(context.Context, ecoid.ID) (int64, bool, error) { return 0, false, errors.New("no plan") }
 	for name, q := range map[string]*usage.Quota{
-		"limit":   usage.NewQuota(memory.NewUsage(), badLimit, usage.QuotaConfig{}),
+		"limit":   usage.NewQuota(memory.NewUsageStore(), badLimit, usage.QuotaConfig{}),
 		"counter": usage.NewQuota(failingCounter{}, fixedLimit(10, true), usage.QuotaConfig{}),
 	} {
 		req := httptest.NewRequest("GET", "/x", nil)
@@ -171,7 +171,7 @@ func TestQuotaFailuresAnswer503(t *testing.T) {
 func TestQuotaSoftAndUnlimited(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 12, 31, 23, 0, 0, 0, time.UTC)
-	soft := usage.NewQuota(memory.NewUsage(), fixedLimit(2, false), usage.QuotaConfig{Now: func() time.Time { return now }})
+	soft := usage.NewQuota(memory.NewUsageStore(), fixedLimit(2, false), usage.QuotaConfig{Now: func() time.Time { return now }})
 	for i := range 4 {
 		res, err := soft.Reserve(ctx, testUser)
 		if err != nil || !res.Allowed || res.Count != int64(i+1) {
@@ -184,7 +184,7 @@ func TestQuotaSoftAndUnlimited(t *testing.T) {
 	if cur != want {
 		t.Fatalf("Current = %+v, want %+v", cur, want)
 	}
-	unlimited := usage.NewQuota(memory.NewUsage(), fixedLimit(-1, true), usage.QuotaConfig{})
+	unlimited := usage.NewQuota(memory.NewUsageStore(), fixedLimit(-1, true), usage.QuotaConfig{})
 	res, err := unlimited.Reserve(ctx, testUser)
 	if err != nil || !res.Allowed || res.Remaining() != -1 {
 		t.Fatalf("unlimited: %+v %v", res, err)
@@ -215,7 +215,7 @@ func TestPeriodsAndDays(t *testing.T) {
 }
 
 func BenchmarkQuotaReserveMemory(b *testing.B) {
-	q := usage.NewQuota(memory.NewUsage(), fixedLimit(-1, false), usage.QuotaConfig{})
+	q := usage.NewQuota(memory.NewUsageStore(), fixedLimit(-1, false), usage.QuotaConfig{})
 	ctx := context.Background()
 	b.ReportAllocs()
 	for range b.N {

@@ -107,7 +107,7 @@ func checkNoLeak(t *testing.T) {
 
 func TestTrackerManyGoroutinesLoseNothing(t *testing.T) {
 	checkNoLeak(t)
-	store := memory.NewUsage()
+	store := memory.NewUsageStore()
 	const workers, each = 64, 500
 	tr := usage.NewTracker(store, usage.Config{BufferSize: workers * each, FlushInterval: time.Hour})
 	var wg sync.WaitGroup
@@ -281,7 +281,7 @@ func TestTrackerRetriesUntilStoreRecovers(t *testing.T) {
 
 func TestTrackerIsolatesRecordsTheStoreRefuses(t *testing.T) {
 	checkNoLeak(t)
-	store := memory.NewUsage()
+	store := memory.NewUsageStore()
 	tr := usage.NewTracker(store, usage.Config{BatchSize: 100, FlushInterval: time.Hour})
 	bad := map[int]bool{3: true, 50: true, 51: true, 99: true}
 	for i := range 100 {

@@ -97,7 +97,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 
 	// 4. Usage: a non-blocking tracker, and an exact monthly quota.
-	store := memory.NewUsage()
+	store := memory.NewUsageStore()
 	tracker := usage.NewTracker(store, usage.Config{})
 	quota := usage.NewQuota(store, func(context.Context, ecoid.ID) (int64, bool, error) {
 		return 1000, true, nil // the Free plan: 1,000 calls a month, hard cap

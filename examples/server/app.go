@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jmoiron/sqlx"
+	"database/sql"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 )
 
@@ -15,7 +15,7 @@ import (
 type app struct {
 	cfg config
 	log *slog.Logger
-	db  *sqlx.DB // nil with in-memory stores
+	db  *sql.DB // nil with in-memory stores
 
 	authState    // accounts and sessions: auth.go
 	keyState     // API keys and rate limits: keys.go

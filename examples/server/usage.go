@@ -45,9 +45,9 @@ var (
 
 // initUsage builds the store, the tracker (flushed by shutdown) and the quota.
 func (a *app) initUsage() {
-	var store usage.Store = memory.NewUsage()
+	var store usage.Store = memory.NewUsageStore()
 	if a.db != nil {
-		store = postgres.NewUsage(a.db)
+		store = postgres.NewUsageStore(a.db)
 	}
 	a.usageStore = store
 	a.tracker = usage.NewTracker(store, usage.Config{Logger: a.log})

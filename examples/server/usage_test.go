@@ -222,7 +222,7 @@ func pgDSN(t *testing.T) string {
 	t.Helper()
 	db := pgtest.New(t)
 	var schema string
-	if err := db.Get(&schema, `SELECT current_schema()`); err != nil {
+	if err := db.QueryRow(`SELECT current_schema()`).Scan(&schema); err != nil {
 		t.Fatal(err)
 	}
 	return pgtest.WithSearchPath(testenv.Postgres(t), schema)

@@ -52,17 +52,17 @@ type limiterShard struct {
 
 var _ apikey.Limiter = (*Limiter)(nil)
 
-// LimiterOption configures NewLimiter.
-type LimiterOption func(*Limiter)
+// Option configures NewLimiter.
+type Option func(*Limiter)
 
 // WithClock makes the limiter read time from now instead of the monotonic clock (for
 // tests).
-func WithClock(now func() time.Time) LimiterOption {
+func WithClock(now func() time.Time) Option {
 	return func(l *Limiter) { l.now = now }
 }
 
 // NewLimiter returns an empty in-process limiter.
-func NewLimiter(opts ...LimiterOption) *Limiter {
+func NewLimiter(opts ...Option) *Limiter {
 	l := &Limiter{base: time.Now(), seed: maphash.MakeSeed()}
 	l.baseUS = l.base.UnixMicro()
 	for _, o := range opts {

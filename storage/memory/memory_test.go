@@ -15,7 +15,7 @@ func TestConformance(t *testing.T) {
 			Auth:    memory.NewAuthStore(),
 			APIKeys: memory.NewKeyStore(),
 			Limiter: func(now func() time.Time) apikey.Limiter { return memory.NewLimiter(memory.WithClock(now)) },
-			Usage:   memory.NewUsage(),
+			Usage:   memory.NewUsageStore(),
 			Billing: memory.NewBillingStore(),
 		}
 	})

@@ -33,7 +33,7 @@ type dayKey struct {
 }
 
 // NewUsage returns an empty UsageStore.
-func NewUsage() *UsageStore {
+func NewUsageStore() *UsageStore {
 	return &UsageStore{
 		ids:    map[ecoid.ID]struct{}{},
 		counts: map[periodKey]int64{},

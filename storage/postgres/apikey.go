@@ -21,7 +21,7 @@ type KeyStore struct {
 var _ apikey.Store = (*KeyStore)(nil)
 
 // NewKeyStore returns a KeyStore over db, which must be migrated.
-func NewKeyStore(db *sqlx.DB) *KeyStore { return &KeyStore{db: db} }
+func NewKeyStore(db *sql.DB) *KeyStore { return &KeyStore{db: wrap(db)} }
 
 const keyColumns = `id, owner_id, name, scopes, status, rate_limit_per_minute, key_hash,
 	prev_key_hash, prev_valid_until, created_at, last_used_at, expires_at, rotated_at`

@@ -22,7 +22,7 @@ type AuthStore struct {
 }
 
 // NewAuthStore returns an AuthStore over db, which must be migrated (see Migrate).
-func NewAuthStore(db *sqlx.DB) *AuthStore { return &AuthStore{db: db} }
+func NewAuthStore(db *sql.DB) *AuthStore { return &AuthStore{db: wrap(db)} }
 
 // authFKViolation reports a foreign-key error.
 func authFKViolation(err error) bool {

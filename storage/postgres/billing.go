@@ -23,7 +23,7 @@ type BillingStore struct {
 }
 
 // NewBillingStore returns a BillingStore over db (migrated with Migrate).
-func NewBillingStore(db *sqlx.DB) *BillingStore { return &BillingStore{db: db} }
+func NewBillingStore(db *sql.DB) *BillingStore { return &BillingStore{db: wrap(db)} }
 
 const billingSubColumns = `id, user_id, email, plan, status, stripe_customer_id, stripe_subscription_id,
 	cancel_at_period_end, current_period_start, current_period_end, custom_quota_calls,

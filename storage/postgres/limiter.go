@@ -13,7 +13,7 @@ import (
 // Limiter is an apikey.Limiter whose state lives in the eco_rate_limits table, for
 // services that run several instances without Redis. Each decision is one INSERT … ON
 // CONFLICT DO UPDATE statement, which takes the row's lock, so concurrent decisions are
-// exact. Time comes from the database server (clock_timestamp) unless WithLimiterClock
+// exact. Time comes from the database server (clock_timestamp) unless WithClock
 // says otherwise, so instances with skewed clocks agree. It is safe for concurrent use.
 type Limiter struct {
 	db  *sqlx.DB
@@ -22,18 +22,18 @@ type Limiter struct {
 
 var _ apikey.Limiter = (*Limiter)(nil)
 
-// LimiterOption configures NewLimiter.
-type LimiterOption func(*Limiter)
+// Option configures NewLimiter.
+type Option func(*Limiter)
 
-// WithLimiterClock makes the limiter use now instead of the database server's clock
+// WithClock makes the limiter use now instead of the database server's clock
 // (for tests).
-func WithLimiterClock(now func() time.Time) LimiterOption {
+func WithClock(now func() time.Time) Option {
 	return func(l *Limiter) { l.now = now }
 }
 
 // NewLimiter returns a Limiter over db, which must be migrated.
-func NewLimiter(db *sqlx.DB, opts ...LimiterOption) *Limiter {
-	l := &Limiter{db: db}
+func NewLimiter(db *sql.DB, opts ...Option) *Limiter {
+	l := &Limiter{db: wrap(db)}
 	for _, o := range opts {
 		o(l)
 	}

@@ -34,7 +34,7 @@ func TestLimiterUsesTheServerClock(t *testing.T) {
 func TestLimiterSweepDropsIdleRows(t *testing.T) {
 	db := pgtest.New(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := postgres.NewLimiter(db, postgres.WithLimiterClock(func() time.Time { return now }))
+	l := postgres.NewLimiter(db, postgres.WithClock(func() time.Time { return now }))
 	ctx := context.Background()
 	for _, s := range []string{"a", "b"} {
 		if _, err := l.Allow(ctx, s, apikey.PerMinute(1)); err != nil {
@@ -53,7 +53,7 @@ func TestLimiterSweepDropsIdleRows(t *testing.T) {
 		t.Fatalf("sweep: %d, %v; want 1 (a)", n, err)
 	}
 	var left int
-	if err := db.Get(&left, `SELECT count(*) FROM eco_rate_limits`); err != nil || left != 1 {
+	if err := db.QueryRow(`SELECT count(*) FROM eco_rate_limits`).Scan(&left); err != nil || left != 1 {
 		t.Fatalf("rows left: %d, %v", left, err)
 	}
 	if _, err := postgres.NewLimiter(db).Sweep(ctx); err != nil {

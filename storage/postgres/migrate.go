@@ -29,16 +29,16 @@ type migration struct {
 // version order, each in its own transaction together with its row in
 // eco_schema_migrations. It is idempotent, and safe when several processes run it at
 // once: they serialize on a PostgreSQL advisory lock scoped to the current schema.
-func Migrate(ctx context.Context, db *sqlx.DB) error {
+func Migrate(ctx context.Context, db *sql.DB) error {
 	return migrate(ctx, db, Migrations())
 }
 
-func migrate(ctx context.Context, db *sqlx.DB, fsys fs.FS) error {
+func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 	migrations, err := loadMigrations(fsys)
 	if err != nil {
 		return err
 	}
-	conn, err := db.Connx(ctx)
+	conn, err := wrap(db).Connx(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/jmoiron/sqlx"
+	"database/sql"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
 )
@@ -19,10 +19,22 @@ var testMigrations = fstest.MapFS{
 	"README.md":       {Data: []byte("ignored")},
 }
 
-func versions(t *testing.T, db *sqlx.DB) []int {
+func versions(t *testing.T, db *sql.DB) []int {
 	t.Helper()
+	rows, err := db.Query(`SELECT version FROM eco_schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
 	var v []int
-	if err := db.Select(&v, `SELECT version FROM eco_schema_migrations ORDER BY version`); err != nil {
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		v = append(v, n)
+	}
+	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -40,7 +52,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		t.Fatalf("recorded versions %v, want [1 2]", got)
 	}
 	var rows int
-	if err := db.Get(&rows, `SELECT count(*) FROM eco_second`); err != nil || rows != 1 {
+	if err := db.QueryRow(`SELECT count(*) FROM eco_second`).Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("migration 2 ran %d times (%v), want once", rows, err)
 	}
 }
@@ -64,7 +76,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		}
 	}
 	var rows int
-	if err := db.Get(&rows, `SELECT count(*) FROM eco_second`); err != nil || rows != 1 {
+	if err := db.QueryRow(`SELECT count(*) FROM eco_second`).Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("migration 2 ran %d times (%v), want once", rows, err)
 	}
 }
@@ -99,7 +111,7 @@ func TestFailedMigrationLeavesNothing(t *testing.T) {
 		t.Fatalf("recorded versions %v, want [1]", got)
 	}
 	var exists bool
-	if err := db.Get(&exists, `SELECT to_regclass('eco_half') IS NOT NULL`); err != nil || exists {
+	if err := db.QueryRow(`SELECT to_regclass('eco_half') IS NOT NULL`).Scan(&exists); err != nil || exists {
 		t.Fatalf("half-applied migration left its table behind (%v)", err)
 	}
 }

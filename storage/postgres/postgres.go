@@ -1,4 +1,5 @@
-// Package postgres stores Nexus data in PostgreSQL through sqlx and lib/pq.
+// Package postgres stores Nexus data in PostgreSQL. Constructors take a *sql.DB (lib/pq or
+// pgx's stdlib driver both work); sqlx is used inside only.
 //
 // Open connects, Migrate brings the schema up to date (idempotent and safe to run from
 // many processes at once), and the New… constructors return the adapters for each domain
@@ -7,6 +8,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -31,8 +33,8 @@ func Migrations() fs.FS {
 
 // Open connects to PostgreSQL with the lib/pq DSN (a URL or key=value pairs) and checks
 // that the server answers. It does not migrate; call Migrate for that.
-func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
-	db, err := sqlx.Open("postgres", dsn)
+func Open(ctx context.Context, dsn string) (*sql.DB, error) {
+	db, err := sql.Open("postgres", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
@@ -42,6 +44,10 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	}
 	return db, nil
 }
+
+// wrap gives a *sql.DB the sqlx helpers the adapters use inside; callers only ever see
+// database/sql types, so a pool from lib/pq or from pgx's stdlib works alike.
+func wrap(db *sql.DB) *sqlx.DB { return sqlx.NewDb(db, "postgres") }
 
 // uniqueViolation reports whether err is PostgreSQL's unique_violation (23505), of the
 // named constraint when constraint is not empty.

@@ -26,9 +26,9 @@ func TestConformance(t *testing.T) {
 				// The concurrency tests fire hundreds of decisions at once; a bounded
 				// pool queues them instead of exhausting the server's connections.
 				db.SetMaxOpenConns(16)
-				return postgres.NewLimiter(db, postgres.WithLimiterClock(now))
+				return postgres.NewLimiter(db, postgres.WithClock(now))
 			},
-			Usage:   postgres.NewUsage(db),
+			Usage:   postgres.NewUsageStore(db),
 			Billing: postgres.NewBillingStore(db),
 		}
 	})
@@ -51,7 +51,7 @@ func TestWithSearchPath(t *testing.T) {
 }
 
 func TestUsageWriteBatchErrorsAreClassified(t *testing.T) {
-	s := postgres.NewUsage(pgtest.New(t))
+	s := postgres.NewUsageStore(pgtest.New(t))
 	rec := storagetest.UsageRecord(ecoid.New(ecoid.User), time.Now(), "GET", "/a", 200, time.Millisecond)
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()

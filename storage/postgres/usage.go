@@ -22,8 +22,8 @@ type UsageStore struct {
 	db *sqlx.DB
 }
 
-// NewUsage returns a UsageStore over db, which must be migrated.
-func NewUsage(db *sqlx.DB) *UsageStore { return &UsageStore{db: db} }
+// NewUsageStore returns a UsageStore over db, which must be migrated.
+func NewUsageStore(db *sql.DB) *UsageStore { return &UsageStore{db: wrap(db)} }
 
 // usageColumns are the columns of eco_api_usage that a batch fills.
 var usageColumns = []string{"id", "key_id", "user_id", "endpoint", "method", "status", "latency_us", "bytes", "created_at"}

@@ -58,7 +58,7 @@ func psqlCopyRate(b *testing.B, records []usage.Record) float64 {
 	}
 	db := pgtest.New(b)
 	var schema string
-	if err := db.Get(&schema, `SELECT current_schema()`); err != nil {
+	if err := db.QueryRow(`SELECT current_schema()`).Scan(&schema); err != nil {
 		b.Fatal(err)
 	}
 	path := filepath.Join(b.TempDir(), "usage.csv")
@@ -85,7 +85,7 @@ func psqlCopyRate(b *testing.B, records []usage.Record) float64 {
 	}
 	rate := float64(len(records)) / time.Since(start).Seconds()
 	var n int
-	if err := db.Get(&n, `SELECT count(*) FROM eco_api_usage`); err != nil || n != len(records) {
+	if err := db.QueryRow(`SELECT count(*) FROM eco_api_usage`).Scan(&n); err != nil || n != len(records) {
 		b.Fatalf("psql loaded %d rows (%v), want %d", n, err, len(records))
 	}
 	return rate
@@ -116,11 +116,11 @@ func BenchmarkUsageFlushVsPsqlCopy(b *testing.B) {
 	for range b.N {
 		copyRate := psqlCopyRate(b, records)
 		b.ReportMetric(copyRate, "psql-rows/s")
-		rate := trackerRate(b, postgres.NewUsage(pgtest.New(b)), records)
+		rate := trackerRate(b, postgres.NewUsageStore(pgtest.New(b)), records)
 		b.ReportMetric(rate, "tracker-rows/s")
 		b.ReportMetric(100*rate/copyRate, "tracker-%-of-psql")
 		for _, size := range []int{100, 1000} {
-			rate := flushRate(b, postgres.NewUsage(pgtest.New(b)), records, size)
+			rate := flushRate(b, postgres.NewUsageStore(pgtest.New(b)), records, size)
 			b.ReportMetric(rate, fmt.Sprintf("batch%d-rows/s", size))
 			b.ReportMetric(100*rate/copyRate, fmt.Sprintf("batch%d-%%-of-psql", size))
 		}

@@ -5,12 +5,12 @@ package pgtest
 
 import (
 	"context"
+	"database/sql"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
@@ -18,7 +18,7 @@ import (
 
 // New returns a connection pool whose search_path is a new, migrated schema, dropped when
 // the test ends.
-func New(t testing.TB) *sqlx.DB {
+func New(t testing.TB) *sql.DB {
 	t.Helper()
 	db := NewUnmigrated(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -30,7 +30,7 @@ func New(t testing.TB) *sqlx.DB {
 }
 
 // NewUnmigrated is New without the migrations.
-func NewUnmigrated(t testing.TB) *sqlx.DB {
+func NewUnmigrated(t testing.TB) *sql.DB {
 	t.Helper()
 	dsn := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
