@@ -67,7 +67,17 @@ func (is *Issuer) KeyID() string { return is.kid }
 // Connect id_tokens, project access tokens): the caller sets every claim, including
 // iss, aud, exp and iat. It returns an error when a claim cannot be encoded.
 func (is *Issuer) SignClaims(claims map[string]any) (string, error) {
+	return is.SignClaimsWithType(claims, "")
+}
+
+// SignClaimsWithType is SignClaims with a JOSE "typ" header (for example "at+jwt" for
+// RFC 9068 access tokens), so that tokens of different kinds cannot be substituted for
+// one another (RFC 8725 §3.11). An empty typ leaves golang-jwt's default "JWT".
+func (is *Issuer) SignClaimsWithType(claims map[string]any, typ string) (string, error) {
 	tok := jwt.NewWithClaims(is.method, jwt.MapClaims(claims))
+	if typ != "" {
+		tok.Header["typ"] = typ
+	}
 	if is.kid != "" {
 		tok.Header["kid"] = is.kid
 	}
