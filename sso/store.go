@@ -33,18 +33,18 @@ type Project struct {
 
 // Code is an authorization code of the OIDC code flow, stored by the SHA-256 of its value.
 type Code struct {
-	Hash          []byte    // SHA-256 of the code handed to the client
-	ProjectID     ecoid.ID  // the client it was issued to
-	UserID        ecoid.ID  // who signed in
-	RedirectURI   string    // exactly as sent to /authorize; /token must repeat it
-	Challenge     string    // PKCE S256 code_challenge
-	Nonce         string    // OIDC nonce, echoed in the id_token (may be empty)
-	Scope         string    // granted scope, space separated
-	AuthTime      time.Time // when the user authenticated
-	ExpiresAt     time.Time // codes are short-lived (DefaultCodeTTL)
-	UsedAt        time.Time // zero until redeemed
-	SessionID     ecoid.ID  // the session the redemption opened; empty until then
-	CreatedAt     time.Time
+	Hash        []byte    // SHA-256 of the code handed to the client
+	ProjectID   ecoid.ID  // the client it was issued to
+	UserID      ecoid.ID  // who signed in
+	RedirectURI string    // exactly as sent to /authorize; /token must repeat it
+	Challenge   string    // PKCE S256 code_challenge
+	Nonce       string    // OIDC nonce, echoed in the id_token (may be empty)
+	Scope       string    // granted scope, space separated
+	AuthTime    time.Time // when the user authenticated
+	ExpiresAt   time.Time // codes are short-lived (DefaultCodeTTL)
+	UsedAt      time.Time // zero until redeemed
+	SessionID   ecoid.ID  // the session the redemption opened; empty until then
+	CreatedAt   time.Time
 }
 
 // Store keeps projects and authorization codes. storage/memory and storage/postgres
