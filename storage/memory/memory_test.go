@@ -17,6 +17,7 @@ func TestConformance(t *testing.T) {
 			Limiter: func(now func() time.Time) apikey.Limiter { return memory.NewLimiter(memory.WithClock(now)) },
 			Usage:   memory.NewUsageStore(),
 			Billing: memory.NewBillingStore(),
+			SSO:     memory.NewSSOStore(),
 		}
 	})
 }

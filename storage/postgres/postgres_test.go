@@ -30,6 +30,7 @@ func TestConformance(t *testing.T) {
 			},
 			Usage:   postgres.NewUsageStore(db),
 			Billing: postgres.NewBillingStore(db),
+			SSO:     postgres.NewSSOStore(db),
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/billing"
+	"github.com/nexus-ecosystem/nexus/sso"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -32,6 +33,10 @@ type Stores struct {
 
 	// Billing is the billing.Store under test (subscriptions, Stripe events, overage ledger).
 	Billing billing.Store
+
+	// SSO is the sso.Store under test (registered projects, authorization codes). Its
+	// codes reference users of Auth, so both must be of the same backend.
+	SSO sso.Store
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -47,6 +52,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
 	t.Run("billing", func(t *testing.T) { testBilling(t, newStores) })
+	t.Run("sso", func(t *testing.T) { testSSO(t, newStores) })
 }
 
 // provided returns a store of the backend under test, or skips the test, naming the nil
