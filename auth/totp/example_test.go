@@ -11,7 +11,7 @@ import (
 // caller can refuse that step a second time.
 func ExampleParams_Match() {
 	secret := []byte("12345678901234567890") // the RFC 6238 test seed
-	var p totp.Params                          // SHA-1, 6 digits, 30 s
+	var p totp.Params                        // SHA-1, 6 digits, 30 s
 	at := time.Unix(1111111109, 0)
 	code := p.Code(secret, p.Step(at))
 	fmt.Println(code)
