@@ -25,6 +25,8 @@ type config struct {
 	BcryptCost      int                          // NEXUS_BCRYPT_COST; 0: auth's default (10)
 
 	Billing billingConfig // Stripe and cron settings (see billing.go)
+
+	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 }
 
 // parseConfig reads flags, falling back to environment variables (DATABASE_URL for
@@ -50,6 +52,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	if err := parseBillingConfig(&cfg, getenv); err != nil {
+		return config{}, err
+	}
+	if err := parsePublicURL(&cfg, getenv); err != nil {
 		return config{}, err
 	}
 	return cfg, nil
