@@ -26,6 +26,10 @@ type config struct {
 
 	Billing billingConfig // Stripe and cron settings (see billing.go)
 
+	// TrustedOrigins (NEXUS_TRUSTED_ORIGINS, comma-separated) may send cookie-authenticated
+	// state-changing requests from another origin (see crossOrigin).
+	TrustedOrigins []string
+
 	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 }
 
@@ -52,6 +56,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	if err := parseBillingConfig(&cfg, getenv); err != nil {
+		return config{}, err
+	}
+	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
+	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}
 	if err := parsePublicURL(&cfg, getenv); err != nil {
