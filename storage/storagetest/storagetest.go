@@ -32,6 +32,11 @@ type Stores struct {
 
 	// Billing is the billing.Store under test (subscriptions, Stripe events, overage ledger).
 	Billing billing.Store
+
+	// Throttle is the auth.ThrottleStore under test. ThrottlePeer, when not nil, is a
+	// second handle on the same state, as another instance of a service would hold one
+	// (nil for a backend that lives in one process).
+	Throttle, ThrottlePeer auth.ThrottleStore
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -46,6 +51,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
 	t.Run("billing", func(t *testing.T) { testBilling(t, newStores) })
+	t.Run("throttle", func(t *testing.T) { testThrottle(t, newStores) })
 }
 
 // provided returns a store of the backend under test, or skips the test, naming the nil
