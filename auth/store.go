@@ -168,6 +168,9 @@ type AccessStore interface {
 	Access(ctx context.Context, userID, projectID ecoid.ID) (Grant, error)
 	// ProjectGrants returns every grant on the project, ordered by user ID.
 	ProjectGrants(ctx context.Context, projectID ecoid.ID) ([]Grant, error)
+	// UserGrants returns every grant of the user, ordered by project ID; none is an
+	// empty result, not an error.
+	UserGrants(ctx context.Context, userID ecoid.ID) ([]Grant, error)
 }
 
 // ActivityLog keeps the activity log.

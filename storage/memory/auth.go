@@ -245,6 +245,20 @@ func (s *AuthStore) ProjectGrants(_ context.Context, projectID ecoid.ID) ([]auth
 	return out, nil
 }
 
+// UserGrants implements auth.AccessStore.
+func (s *AuthStore) UserGrants(_ context.Context, userID ecoid.ID) ([]auth.Grant, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []auth.Grant
+	for k, g := range s.grants {
+		if k[1] == userID {
+			out = append(out, g)
+		}
+	}
+	slices.SortFunc(out, func(a, b auth.Grant) int { return strings.Compare(string(a.ProjectID), string(b.ProjectID)) })
+	return out, nil
+}
+
 // LogActivity implements auth.ActivityLog.
 func (s *AuthStore) LogActivity(_ context.Context, a auth.Activity) error {
 	s.mu.Lock()

@@ -279,6 +279,20 @@ func (s *AuthStore) ProjectGrants(ctx context.Context, projectID ecoid.ID) ([]au
 	return out, nil
 }
 
+// UserGrants implements auth.AccessStore.
+func (s *AuthStore) UserGrants(ctx context.Context, userID ecoid.ID) ([]auth.Grant, error) {
+	var rows []grantRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT user_id, project_id, role, granted_at
+		FROM eco_project_access WHERE user_id = $1 ORDER BY project_id`, string(userID)); err != nil {
+		return nil, fmt.Errorf("postgres: user grants: %w", err)
+	}
+	out := make([]auth.Grant, len(rows))
+	for i, r := range rows {
+		out[i] = r.grant()
+	}
+	return out, nil
+}
+
 // LogActivity implements auth.ActivityLog.
 func (s *AuthStore) LogActivity(ctx context.Context, a auth.Activity) error {
 	var user any

@@ -347,6 +347,24 @@ func authProjectAccess(t *testing.T, s auth.Store) {
 	if err != nil || len(grants) != 2 || grants[0] != want[0] || grants[1] != want[1] {
 		t.Fatalf("ProjectGrants = %+v, %v; want %+v", grants, err, want)
 	}
+	gOther := auth.Grant{UserID: u.ID, ProjectID: other, Role: auth.RoleOwner, GrantedAt: authTime}
+	if err := s.GrantAccess(ctx, gOther); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := s.UserGrants(ctx, u.ID)
+	wantMine := []auth.Grant{g, gOther}
+	if strings.Compare(string(prj), string(other)) > 0 {
+		wantMine = []auth.Grant{gOther, g}
+	}
+	if err != nil || len(mine) != 2 || mine[0] != wantMine[0] || mine[1] != wantMine[1] {
+		t.Fatalf("UserGrants = %+v, %v; want %+v", mine, err, wantMine)
+	}
+	if none, err := s.UserGrants(ctx, ecoid.New(ecoid.User)); err != nil || len(none) != 0 {
+		t.Fatalf("UserGrants of a user without grants = %+v, %v", none, err)
+	}
+	if err := s.RevokeAccess(ctx, u.ID, other); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.GrantAccess(ctx, auth.Grant{UserID: ecoid.New(ecoid.User), ProjectID: prj, Role: auth.RoleViewer, GrantedAt: authTime}); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("GrantAccess to an unknown user = %v, want ErrNotFound", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/billing"
+	"github.com/nexus-ecosystem/nexus/sso"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -33,6 +34,10 @@ type Stores struct {
 	// Billing is the billing.Store under test (subscriptions, Stripe events, overage ledger).
 	Billing billing.Store
 
+	// SSO is the sso.Store under test (registered projects, authorization codes). Its
+	// codes reference users of Auth, so both must be of the same backend.
+	SSO sso.Store
+
 	// Throttle is the auth.ThrottleStore under test. ThrottlePeer, when not nil, is a
 	// second handle on the same state, as another instance of a service would hold one
 	// (nil for a backend that lives in one process).
@@ -51,6 +56,7 @@ func Run(t *testing.T, newStores NewStores) {
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
 	t.Run("billing", func(t *testing.T) { testBilling(t, newStores) })
+	t.Run("sso", func(t *testing.T) { testSSO(t, newStores) })
 	t.Run("throttle", func(t *testing.T) { testThrottle(t, newStores) })
 }
 
