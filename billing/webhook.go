@@ -112,12 +112,40 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sigHeader, 
 		return res, nil
 	}
 	res.Handled = true
-	done, err := s.store.ProcessEvent(ctx, Event{ID: evt.ID, Type: res.Type, Created: unixTime(evt.Created)}, apply)
+	var changed []ecoid.ID
+	done, err := s.store.ProcessEvent(ctx, Event{ID: evt.ID, Type: res.Type, Created: unixTime(evt.Created)},
+		func(ctx context.Context, tx SubscriptionTx) error {
+			changed = changed[:0]
+			return apply(ctx, watchTx{tx, &changed})
+		})
 	if err != nil {
 		return res, fmt.Errorf("billing: process event %s: %w", evt.ID, err)
 	}
 	res.Duplicate = !done
+	if done {
+		s.planChanged(ctx, changed...)
+	}
 	return res, nil
+}
+
+// watchTx notes the users whose rows an event's work changed, for Config.OnPlanChange.
+type watchTx struct {
+	SubscriptionTx
+	changed *[]ecoid.ID
+}
+
+func (w watchTx) UpdateSubscription(ctx context.Context, user ecoid.ID, fn func(*Subscription) error) (Subscription, error) {
+	return w.SubscriptionTx.UpdateSubscription(ctx, user, func(sub *Subscription) error {
+		before := *sub
+		if err := fn(sub); err != nil {
+			return err
+		}
+		if before.Plan != sub.Plan || before.Status != sub.Status || before.Custom != sub.Custom ||
+			before.StripeSubscriptionID != sub.StripeSubscriptionID || before.StripeCustomerID != sub.StripeCustomerID {
+			*w.changed = append(*w.changed, user)
+		}
+		return nil
+	})
 }
 
 // eventAction decodes the event's object and returns the store work for it, or nil for a
