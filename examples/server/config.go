@@ -30,6 +30,8 @@ type config struct {
 	// TrustedOrigins (NEXUS_TRUSTED_ORIGINS, comma-separated) may send cookie-authenticated
 	// state-changing requests from another origin (see crossOrigin).
 	TrustedOrigins []string
+
+	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 }
 
 // parseConfig reads flags, falling back to environment variables (DATABASE_URL for
@@ -62,6 +64,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
+		return config{}, err
+	}
+	if err := parsePublicURL(&cfg, getenv); err != nil {
 		return config{}, err
 	}
 	return cfg, nil

@@ -22,6 +22,7 @@ func (s *services) handler() http.Handler {
 	usageHandlers{store: s.usageStore, quota: s.quota, plans: s.billing, requireUser: requireUser, log: s.log}.register(rt)
 	billingHandlers{billing: s.billing, users: s.auth, cfg: s.cfg.Billing, requireUser: requireUser, log: s.log}.register(rt)
 	adminHandlers{billing: s.billing, requireAdmin: requireAdmin, log: s.log}.register(rt)
+	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
 
 	return chain(rt,
 		logRequests(s.log),   // one line per request, with the final status
