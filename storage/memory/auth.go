@@ -29,6 +29,7 @@ type AuthStore struct {
 	sessions   map[ecoid.ID]auth.Session
 	grants     map[[2]ecoid.ID]auth.Grant // {project, user}
 	activities []auth.Activity
+	account    accountData // one-time tokens and email verification (auth_account.go)
 }
 
 // NewAuthStore returns an empty AuthStore.
