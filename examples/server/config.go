@@ -27,8 +27,8 @@ type config struct {
 	Billing billingConfig // Stripe and cron settings (see billing.go)
 }
 
-// parseConfig reads flags, falling back to environment variables where DESIGN.md names
-// them. A flag wins over its variable.
+// parseConfig reads flags, falling back to environment variables (DATABASE_URL for
+// -postgres; the rest are variables only). A flag wins over its variable.
 func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)

@@ -1,5 +1,7 @@
-// Package httpjson writes and reads the JSON bodies shared by Nexus middleware and the
-// example server: values, and errors of the form {"error":{"code":"…","message":"…"}}.
+// Package httpjson writes and reads the JSON bodies of Nexus's middleware and of
+// examples/server, for handlers of your own that should answer the same way: values,
+// errors of the form {"error":{"code":"…","message":"…"}}, and request bodies decoded with
+// a 1 MiB limit. Its functions are safe for concurrent use.
 package httpjson
 
 import (
