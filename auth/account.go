@@ -329,10 +329,10 @@ func (s *Service) Sessions(ctx context.Context, userID, current ecoid.ID) ([]Ses
 	return out, nil
 }
 
-// RevokeSession revokes one of the user's sessions: its refresh token stops working at
+// RevokeUserSession revokes one of the user's sessions: its refresh token stops working at
 // once (its access token at its expiry). It returns ErrNotFound for a session that does
 // not exist or belongs to another user; revoking a revoked session returns nil.
-func (s *Service) RevokeSession(ctx context.Context, c Client, userID, sessionID ecoid.ID) error {
+func (s *Service) RevokeUserSession(ctx context.Context, c Client, userID, sessionID ecoid.ID) error {
 	sess, err := s.store.Session(ctx, sessionID)
 	if errors.Is(err, ErrNotFound) || (err == nil && sess.UserID != userID) {
 		return ErrNotFound

@@ -485,16 +485,16 @@ func testProfileAndSessions(t *testing.T, st func(*auth.Config)) {
 			t.Errorf("laptop session %+v", s)
 		}
 	}
-	if err := f.svc.RevokeSession(ctx, client, bob.User.ID, laptop.SessionID); !errors.Is(err, auth.ErrNotFound) {
+	if err := f.svc.RevokeUserSession(ctx, client, bob.User.ID, laptop.SessionID); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("revoking another user's session = %v, want ErrNotFound", err)
 	}
-	if err := f.svc.RevokeSession(ctx, client, ann.User.ID, ecoid.New(ecoid.Session)); !errors.Is(err, auth.ErrNotFound) {
+	if err := f.svc.RevokeUserSession(ctx, client, ann.User.ID, ecoid.New(ecoid.Session)); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("revoking an unknown session = %v, want ErrNotFound", err)
 	}
 	if _, err := f.svc.Refresh(ctx, client, laptop.RefreshToken); err != nil {
 		t.Fatalf("a refused revocation revoked: %v", err)
 	}
-	if err := f.svc.RevokeSession(ctx, client, ann.User.ID, laptop.SessionID); err != nil {
+	if err := f.svc.RevokeUserSession(ctx, client, ann.User.ID, laptop.SessionID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Refresh(ctx, client, laptop.RefreshToken); !errors.Is(err, auth.ErrSessionRevoked) {
