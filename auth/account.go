@@ -92,8 +92,8 @@ type AccountStore interface {
 	// throttled login). email is normalised.
 	AccountActivities(ctx context.Context, userID ecoid.ID, email string, limit int) ([]Activity, error)
 	// EraseUser deletes the user's identity, credentials, profile, email verification,
-	// sessions, grants and one-time tokens, and every activity entry of the user or
-	// naming its email, atomically; the email can then register again. It returns
+	// sessions, grants, one-time tokens, second factors and MFA challenges, and every
+	// activity entry of the user or naming its email, atomically; the email can then register again. It returns
 	// ErrNotFound when there is no such user.
 	EraseUser(ctx context.Context, userID ecoid.ID) error
 }

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/auth/totp"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/mail"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
@@ -544,9 +546,23 @@ func TestExportHoldsNoSecrets(t *testing.T) { eachStore(t, testExportHoldsNoSecr
 
 func testExportHoldsNoSecrets(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
-	f := newAcct(t, st)
+	mfaKey := bytes.Repeat([]byte{7}, auth.MFAKeySize)
+	f := newAcct(t, st, func(c *auth.Config) { c.MFA.Key = mfaKey })
 	ann := f.register(t, "ann@example.com")
 	login, err := f.svc.Login(ctx, client, "ann@example.com", goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enr, err := f.svc.EnrollTOTP(ctx, client, ann.User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := totp.DecodeSecret(enr.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p totp.Params
+	recovery, err := f.svc.ConfirmTOTP(ctx, client, ann.User.ID, p.Code(secret, p.Step(f.clock.Now())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +579,7 @@ func testExportHoldsNoSecrets(t *testing.T, st func(*auth.Config)) {
 		t.Fatal(err)
 	}
 	if exp.User.Email != "ann@example.com" || len(exp.Sessions) != 2 || len(exp.ProjectAccess) != 1 ||
-		len(exp.PendingLinks) != 2 || len(exp.Activity) == 0 {
+		len(exp.PendingLinks) != 2 || len(exp.Activity) == 0 || !exp.MFA.TOTPEnabled || exp.MFA.RecoveryCodesLeft != len(recovery) {
 		t.Fatalf("export incomplete: %+v", exp)
 	}
 	raw, err := json.Marshal(exp)
@@ -577,7 +593,11 @@ func testExportHoldsNoSecrets(t *testing.T, st func(*auth.Config)) {
 	secrets := map[string]string{
 		"password": goodPassword, "password hash": hash, "bcrypt prefix": "$2a$",
 		"access token": ann.AccessToken, "refresh token": ann.RefreshToken, "login refresh": login.RefreshToken,
-		"verify token": verify, "reset token": reset,
+		"verify token": verify, "reset token": reset, "totp secret": enr.Secret, "otpauth URL": enr.URL,
+		"totp secret hex": hex.EncodeToString(secret), "mfa key b64": base64.StdEncoding.EncodeToString(mfaKey),
+	}
+	for i, rc := range recovery {
+		secrets["recovery code "+string(rune('a'+i))] = rc
 	}
 	sessions, _ := f.store.UserSessions(ctx, ann.User.ID)
 	toks, _ := f.store.OneTimeTokens(ctx, ann.User.ID)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,13 +11,25 @@ import (
 
 // Export is everything auth holds about one user (GDPR articles 15 and 20), as JSON:
 // identity and profile, every session (revoked ones too), project grants, outstanding
-// one-time links and the activity log. It holds no password hash, token or token hash.
+// one-time links, the second factor's state and the activity log. It holds no password
+// hash, token, token hash, TOTP secret or recovery code.
 type Export struct {
 	User          User           `json:"user"`
 	Sessions      []SessionInfo  `json:"sessions"`
 	ProjectAccess []GrantInfo    `json:"project_access"`
 	PendingLinks  []TokenInfo    `json:"pending_links"`
+	MFA           MFAInfo        `json:"mfa"`
 	Activity      []ActivityInfo `json:"activity"`
+}
+
+// MFAInfo is the user's second factor as Export shows it: never the secret or a
+// recovery code.
+type MFAInfo struct {
+	TOTPEnabled       bool       `json:"totp_enabled"`
+	TOTPPending       bool       `json:"totp_pending"`
+	EnrolledAt        *time.Time `json:"enrolled_at,omitempty"`
+	EnabledAt         *time.Time `json:"enabled_at,omitempty"`
+	RecoveryCodesLeft int        `json:"recovery_codes_left"`
 }
 
 // GrantInfo is a project grant as Export shows it.
@@ -78,7 +91,12 @@ func (s *Service) Export(ctx context.Context, userID ecoid.ID) (Export, error) {
 	if err != nil {
 		return Export{}, fmt.Errorf("auth: export: %w", err)
 	}
+	mfaInfo, err := s.mfaInfo(ctx, userID)
+	if err != nil {
+		return Export{}, fmt.Errorf("auth: export: %w", err)
+	}
 	out := Export{
+		MFA: mfaInfo,
 		User: u, Sessions: make([]SessionInfo, len(sessions)), ProjectAccess: make([]GrantInfo, len(grants)),
 		PendingLinks: make([]TokenInfo, len(tokens)), Activity: ActivityInfos(acts),
 	}
@@ -125,4 +143,35 @@ func (s *Service) DeleteAccount(ctx context.Context, c Client, userID ecoid.ID, 
 	}
 	s.record(ctx, Client{}, Activity{UserID: userID, Action: ActionAccountErase, Success: true})
 	return nil
+}
+
+// mfaInfo reads the user's TOTP enrollment and recovery codes for Export.
+// A store without MFA support holds none.
+func (s *Service) mfaInfo(ctx context.Context, userID ecoid.ID) (MFAInfo, error) {
+	var ms MFAStore
+	if m, err := s.mfaOn(); err == nil {
+		ms = m.store
+	} else if x, ok := s.store.(MFAStore); ok {
+		ms = x
+	} else {
+		return MFAInfo{}, nil
+	}
+	st, err := ms.TOTP(ctx, userID)
+	if errors.Is(err, ErrNotFound) {
+		return MFAInfo{}, nil
+	}
+	if err != nil {
+		return MFAInfo{}, err
+	}
+	info := MFAInfo{TOTPEnabled: st.Enabled(), TOTPPending: !st.Enabled()}
+	created := st.CreatedAt
+	info.EnrolledAt = &created
+	if st.Enabled() {
+		enabled := st.EnabledAt
+		info.EnabledAt = &enabled
+		if info.RecoveryCodesLeft, err = ms.RecoveryCodesLeft(ctx, userID); err != nil {
+			return MFAInfo{}, err
+		}
+	}
+	return info, nil
 }

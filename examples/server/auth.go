@@ -183,7 +183,7 @@ type authSessionJSON struct {
 
 func (h authHandlers) writeSession(w http.ResponseWriter, status int, res auth.Result) {
 	auth.SetTokenCookies(w, res.Tokens, h.cookies)
-	httpjson.Write(w, status, authSessionJSON{
+	httpjson.WriteSecret(w, status, authSessionJSON{
 		User:        authUserJSON{ID: res.User.ID, Email: res.User.Email, FullName: res.User.FullName},
 		AccessToken: res.AccessToken, RefreshToken: res.RefreshToken,
 	})
@@ -251,7 +251,7 @@ func (h authHandlers) refresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth.SetTokenCookies(w, t, h.cookies)
-	httpjson.Write(w, http.StatusOK, map[string]string{"access_token": t.AccessToken, "refresh_token": t.RefreshToken})
+	httpjson.WriteSecret(w, http.StatusOK, map[string]string{"access_token": t.AccessToken, "refresh_token": t.RefreshToken})
 }
 
 // hasBody reports whether r carries a body. One of unknown length (chunked) is peeked at,

@@ -68,7 +68,7 @@ func (h keyHandlers) generate(w http.ResponseWriter, r *http.Request) {
 		h.keyError(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusCreated, generatedKey{
+	httpjson.WriteSecret(w, http.StatusCreated, generatedKey{
 		ID: k.ID, Key: plain, Name: k.Name, Scopes: k.Scopes, RateLimitPerMinute: k.RateLimitPerMinute,
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
 	})
@@ -137,7 +137,7 @@ func (h keyHandlers) rotate(w http.ResponseWriter, r *http.Request) {
 		h.keyError(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"id": id, "key": plain})
+	httpjson.WriteSecret(w, http.StatusOK, map[string]any{"id": id, "key": plain})
 }
 
 // keyError maps the key service's errors to answers; anything unexpected is logged and

@@ -25,6 +25,7 @@ func (s *services) handler() http.Handler {
 	return chain(rt,
 		logRequests(s.log),   // one line per request, with the final status
 		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
+		s.csrf,               // cross-origin cookie requests refused before any route
 	)
 }
 

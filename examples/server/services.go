@@ -56,11 +56,18 @@ type services struct {
 	// protect is the API-key chain of every /api/v1 route: guard.New over the key
 	// service, the tracker, and billing's quotas with the key's rate limit.
 	protect func(scopes ...string) func(http.Handler) http.Handler
+
+	csrf func(http.Handler) http.Handler // crossOrigin over cfg.TrustedOrigins
 }
 
 // newServices opens the stores the configuration names and builds the services over them.
 func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, error) {
 	s := &services{cfg: cfg, log: log}
+	csrf, err := crossOrigin(cfg.TrustedOrigins)
+	if err != nil {
+		return nil, err
+	}
+	s.csrf = csrf
 	if cfg.PostgresDSN != "" {
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

@@ -30,6 +30,7 @@ type AuthStore struct {
 	grants     map[[2]ecoid.ID]auth.Grant // {project, user}
 	activities []auth.Activity
 	account    accountData // one-time tokens and email verification (auth_account.go)
+	mfa        mfaData     // see mfa.go
 }
 
 // NewAuthStore returns an empty AuthStore.
@@ -81,6 +82,7 @@ func (s *AuthStore) DeleteUser(_ context.Context, id ecoid.ID) error {
 			delete(s.grants, k)
 		}
 	}
+	s.mfa.deleteUser(id)
 	return nil
 }
 

@@ -195,6 +195,7 @@ func (s *AuthStore) EraseUser(_ context.Context, userID ecoid.ID) error {
 			s.dropToken(k)
 		}
 	}
+	s.mfa.deleteUser(userID)
 	kept := s.activities[:0]
 	for _, a := range s.activities {
 		if a.UserID != userID && a.Email != u.Email {

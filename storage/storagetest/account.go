@@ -316,6 +316,12 @@ func acctErase(t *testing.T, s auth.Store) {
 	}
 	acctLog(t, s, u.ID, u.Email, auth.ActionLogin, authTime)
 	acctLog(t, s, "", u.Email, auth.ActionLoginThrottled, authTime)
+	ms, hasMFA := s.(auth.MFAStore)
+	if hasMFA {
+		if err := ms.PutPendingTOTP(ctx, u.ID, []byte("sealed-secret"), authTime); err != nil {
+			t.Fatal(err)
+		}
+	}
 	other := authUser(t, s, "stays@example.com")
 	otherSess := authSession(t, s, other.ID)
 	otherLog := acctLog(t, s, other.ID, other.Email, auth.ActionLogin, authTime)
@@ -330,6 +336,9 @@ func acctErase(t *testing.T, s auth.Store) {
 	_, checks["Session"] = s.Session(ctx, sess.ID)
 	_, checks["Access"] = s.Access(ctx, u.ID, prj)
 	_, checks["ConsumeOneTimeToken"] = s.ConsumeOneTimeToken(ctx, tok.Hash, auth.PurposeResetPassword, authTime)
+	if hasMFA {
+		_, checks["TOTP"] = ms.TOTP(ctx, u.ID)
+	}
 	checks["EraseUser again"] = s.EraseUser(ctx, u.ID)
 	for name, err := range checks {
 		if !errors.Is(err, auth.ErrNotFound) {
