@@ -96,7 +96,7 @@ func (s *Service) Export(ctx context.Context, userID ecoid.ID) (Export, error) {
 		return Export{}, fmt.Errorf("auth: export: %w", err)
 	}
 	out := Export{
-		MFA: mfaInfo,
+		MFA:  mfaInfo,
 		User: u, Sessions: make([]SessionInfo, len(sessions)), ProjectAccess: make([]GrantInfo, len(grants)),
 		PendingLinks: make([]TokenInfo, len(tokens)), Activity: ActivityInfos(acts),
 	}
