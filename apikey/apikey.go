@@ -80,8 +80,14 @@ var (
 	ErrExpired = errors.New("apikey: key expired")
 	// ErrInvalidKey: the key is well-formed but unknown, or its secret is wrong.
 	ErrInvalidKey = errors.New("apikey: invalid key")
-	// ErrInvalidInput wraps every error about bad arguments to Create and Rotate.
+	// ErrInvalidInput wraps every error about bad arguments to Create, Rotate and
+	// ListPage (an *InputError says which argument).
 	ErrInvalidInput = errors.New("apikey: invalid input")
+	// ErrInvalidExpiry: CreateParams.ExpiresAt is not in the future, or further ahead
+	// than MaxKeyLifetime. It comes inside an *InputError for "expires_at".
+	ErrInvalidExpiry = errors.New("apikey: expiry must be in the future and at most 100 years ahead")
+	// ErrTooManyKeys: the owner holds Config.MaxKeysPerOwner live keys already.
+	ErrTooManyKeys = errors.New("apikey: too many keys")
 	// ErrClosed: the service has been closed.
 	ErrClosed = errors.New("apikey: service closed")
 )
@@ -90,13 +96,19 @@ var (
 // storage/postgres.NewKeyStore; storage/storagetest holds the behaviours they share.
 // All methods are safe for concurrent use. Other errors are system errors.
 type Store interface {
-	// Create stores a new key. It returns ErrConflict when the ID exists.
-	Create(ctx context.Context, r Record) error
+	// Create stores a new key. It returns ErrConflict when the ID exists. When maxLive
+	// is positive and the owner already holds maxLive live keys (active, and without an
+	// expiry or expiring after r.CreatedAt), it returns ErrTooManyKeys and stores
+	// nothing. The count and the insert are one atomic step: concurrent Creates for one
+	// owner never leave more than maxLive live keys. maxLive <= 0 means no cap.
+	Create(ctx context.Context, r Record, maxLive int) error
 	// Get returns the key with this ID, of any owner, or ErrNotFound.
 	Get(ctx context.Context, id ecoid.ID) (Record, error)
-	// List returns the owner's keys, oldest first (by created_at, then ID); an owner
-	// with none gets an empty slice and no error.
-	List(ctx context.Context, owner ecoid.ID) ([]Key, error)
+	// List returns the owner's keys, oldest first (by created_at, then ID): those after
+	// the owner's key after (the zero ID: from the first), at most limit of them
+	// (limit <= 0: all). An owner with none gets an empty slice and no error; an after
+	// that is not one of the owner's keys is ErrNotFound.
+	List(ctx context.Context, owner, after ecoid.ID, limit int) ([]Key, error)
 	// Revoke marks the owner's key revoked at the given time. It returns ErrNotFound
 	// when the key does not exist or belongs to another owner; revoking a revoked key
 	// changes nothing and returns nil.

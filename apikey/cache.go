@@ -73,7 +73,7 @@ type cache struct {
 type cacheShard struct {
 	mu    sync.RWMutex
 	m     map[ecoid.ID]*entry
-	epoch uint64 // bumped by remove, so a lookup racing with it does not cache stale data
+	epoch uint64 // bumped by remove and purge, so a lookup racing with it does not cache stale data
 	_     [40]byte
 }
 
@@ -159,6 +159,18 @@ func (c *cache) remove(id ecoid.ID) {
 	delete(sh.m, id)
 	sh.epoch++
 	sh.mu.Unlock()
+}
+
+// purge drops every entry, and makes lookups that started before it not cache their
+// answer.
+func (c *cache) purge() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.epoch++
+		sh.mu.Unlock()
+	}
 }
 
 // len returns the number of cached entries.

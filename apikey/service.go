@@ -24,6 +24,13 @@ const (
 	MaxNameLen                = 100
 	MaxScopes                 = 32
 	MaxScopeLen               = 64
+	// DefaultMaxKeysPerOwner is Config.MaxKeysPerOwner's default.
+	DefaultMaxKeysPerOwner = 100
+	// MaxKeyLifetime is how far ahead of now CreateParams.ExpiresAt may be.
+	MaxKeyLifetime = 100 * 365 * 24 * time.Hour
+	// DefaultListLimit and MaxListLimit bound ListParams.Limit.
+	DefaultListLimit = 100
+	MaxListLimit     = 100
 
 	defaultCacheSize       = 10_000
 	defaultCacheTTL        = 30 * time.Second
@@ -59,6 +66,18 @@ type Config struct {
 	// UsedBatch caps a batch (default 500), a full batch is written at once.
 	UsedInterval time.Duration
 	UsedBatch    int
+	// MaxKeysPerOwner caps the live keys (active and not expired) of one owner: Create
+	// answers ErrTooManyKeys beyond it (default 100; negative: no cap). Revoked and
+	// expired keys do not count, and are still listed.
+	MaxKeysPerOwner int
+	// OnChange, when set, is called after a revocation or rotation has been committed,
+	// with the key's ID, so that the caller can tell its other instances to drop the key
+	// from their verify caches (they call Invalidate on hearing it). It is also called
+	// when the store failed in a way that leaves unknown whether the change committed;
+	// never for ErrNotFound or ErrRevoked. It runs on the caller's goroutine, before
+	// Revoke or Rotate returns, with ctx stripped of its cancellation (a client that
+	// hangs up after the commit must not stop the news), so it should be quick.
+	OnChange func(ctx context.Context, id ecoid.ID)
 }
 
 // Service issues and verifies keys. It is safe for concurrent use. NewService starts a
@@ -111,6 +130,9 @@ func NewService(store Store, cfg Config) *Service {
 	if cfg.UsedBatch <= 0 {
 		cfg.UsedBatch = defaultUsedBatch
 	}
+	if cfg.MaxKeysPerOwner == 0 {
+		cfg.MaxKeysPerOwner = DefaultMaxKeysPerOwner
+	}
 	s := &Service{
 		store:  store,
 		cfg:    cfg,
@@ -142,27 +164,40 @@ type CreateParams struct {
 	Scopes []string
 	// RateLimitPerMinute is the key's own rate limit, 1 to 1,000,000; 0 means 60.
 	RateLimitPerMinute int
-	// ExpiresAt, when not zero, is when the key stops working; it must be in the future.
+	// ExpiresAt, when not zero, is when the key stops working; it must be in the future
+	// and at most MaxKeyLifetime (100 years) ahead, else ErrInvalidExpiry.
 	ExpiresAt time.Time
 }
 
-// InputError says which argument is bad and why. It wraps ErrInvalidInput.
+// InputError says which argument is bad and why. It wraps ErrInvalidInput, and Err
+// when that is set.
 type InputError struct {
-	Field   string // "owner", "name", "scopes", "rate_limit_per_minute", "expires_at", "grace"
+	// Field is "owner", "name", "scopes", "rate_limit_per_minute", "expires_at",
+	// "grace", "cursor" or "limit".
+	Field   string
 	Message string
+	// Err, when not nil, is a sentinel for the problem (ErrInvalidExpiry).
+	Err error
 }
 
 func (e *InputError) Error() string { return "apikey: invalid " + e.Field + ": " + e.Message }
 
-// Unwrap returns ErrInvalidInput.
-func (e *InputError) Unwrap() error { return ErrInvalidInput }
+// Unwrap returns ErrInvalidInput, and Err when it is set.
+func (e *InputError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrInvalidInput}
+	}
+	return []error{ErrInvalidInput, e.Err}
+}
 
 func inputError(field, format string, args ...any) error {
 	return &InputError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // Create issues a key and returns it with its plain form, which is never available
-// again. Bad arguments give an *InputError (errors.Is ErrInvalidInput).
+// again. Bad arguments give an *InputError (errors.Is ErrInvalidInput; an expiry in the
+// past or too far ahead is also ErrInvalidExpiry); an owner at Config.MaxKeysPerOwner
+// live keys gets ErrTooManyKeys.
 func (s *Service) Create(ctx context.Context, p CreateParams) (Key, string, error) {
 	now := s.clock()
 	if !p.Owner.Valid() {
@@ -187,7 +222,11 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Key, string, erro
 	if !p.ExpiresAt.IsZero() {
 		expires = p.ExpiresAt.UTC().Truncate(time.Microsecond)
 		if !expires.After(now) {
-			return Key{}, "", inputError("expires_at", "must be in the future")
+			return Key{}, "", &InputError{Field: "expires_at", Message: "must be in the future", Err: ErrInvalidExpiry}
+		}
+		// Sub saturates, so an expiry past year 2262 (where UnixNano overflows) lands here.
+		if expires.Sub(now) > MaxKeyLifetime {
+			return Key{}, "", &InputError{Field: "expires_at", Message: "must be at most 100 years ahead", Err: ErrInvalidExpiry}
 		}
 	}
 	id := ecoid.NewAt(ecoid.APIKey, now)
@@ -196,7 +235,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Key, string, erro
 		ID: id, Owner: p.Owner, Name: name, Scopes: scopes, Status: Active,
 		RateLimitPerMinute: limit, CreatedAt: now, ExpiresAt: expires,
 	}
-	if err := s.store.Create(ctx, Record{Key: k, Hash: HashKey(plain)}); err != nil {
+	if err := s.store.Create(ctx, Record{Key: k, Hash: HashKey(plain)}, max(s.cfg.MaxKeysPerOwner, 0)); err != nil {
 		return Key{}, "", fmt.Errorf("apikey: create: %w", err)
 	}
 	s.cache.remove(id)
@@ -249,9 +288,11 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// List returns the owner's keys, oldest first, without secrets or hashes.
+// List returns all the owner's keys, oldest first, without secrets or hashes. Revoked
+// keys stay listed, so the list grows with every key ever made: an answer to a client
+// should be a page of ListPage.
 func (s *Service) List(ctx context.Context, owner ecoid.ID) ([]Key, error) {
-	keys, err := s.store.List(ctx, owner)
+	keys, err := s.store.List(ctx, owner, "", 0)
 	if err != nil {
 		return nil, fmt.Errorf("apikey: list: %w", err)
 	}
@@ -261,12 +302,61 @@ func (s *Service) List(ctx context.Context, owner ecoid.ID) ([]Key, error) {
 	return keys, nil
 }
 
+// ListParams selects a page of ListPage.
+type ListParams struct {
+	// After is the Next of the previous page; the zero ID asks for the first page.
+	After ecoid.ID
+	// Limit is the most keys a page holds, 1 to MaxListLimit; 0 means DefaultListLimit.
+	Limit int
+}
+
+// Page is one page of an owner's keys, oldest first.
+type Page struct {
+	Keys []Key // never nil
+	// Next is the cursor of the next page (ListParams.After); zero on the last page.
+	Next ecoid.ID
+}
+
+// ListPage returns a page of the owner's keys, oldest first, without secrets or
+// hashes. Keys created while a client walks the pages show up on its last page. A
+// cursor that is not one of the owner's key IDs, or a bad limit, is an *InputError.
+func (s *Service) ListPage(ctx context.Context, owner ecoid.ID, p ListParams) (Page, error) {
+	limit := p.Limit
+	if limit == 0 {
+		limit = DefaultListLimit
+	}
+	if limit < 1 || limit > MaxListLimit {
+		return Page{}, inputError("limit", "must be between 1 and %d", MaxListLimit)
+	}
+	if p.After != "" && (p.After.Type() != ecoid.APIKey || !p.After.Valid()) {
+		return Page{}, inputError("cursor", "is not an API key ID")
+	}
+	keys, err := s.store.List(ctx, owner, p.After, limit+1)
+	if errors.Is(err, ErrNotFound) {
+		return Page{}, inputError("cursor", "is not one of your keys")
+	}
+	if err != nil {
+		return Page{}, fmt.Errorf("apikey: list: %w", err)
+	}
+	page := Page{Keys: keys}
+	if len(keys) > limit {
+		page.Keys = keys[:limit:limit]
+		page.Next = keys[limit-1].ID
+	}
+	if page.Keys == nil {
+		page.Keys = []Key{}
+	}
+	return page, nil
+}
+
 // Revoke revokes the owner's key; it stops verifying at once in this process and within
-// CacheTTL in others. Another owner's key, or an unknown one, is ErrNotFound. Revoking
+// CacheTTL in others, or as soon as they hear of it through Config.OnChange and call
+// Invalidate. Another owner's key, or an unknown one, is ErrNotFound. Revoking
 // twice is not an error.
 func (s *Service) Revoke(ctx context.Context, owner, id ecoid.ID) error {
 	err := s.store.Revoke(ctx, owner, id, s.clock())
 	s.cache.remove(id)
+	s.changed(ctx, id, err)
 	if err != nil {
 		return fmt.Errorf("apikey: revoke: %w", err)
 	}
@@ -275,8 +365,9 @@ func (s *Service) Revoke(ctx context.Context, owner, id ecoid.ID) error {
 
 // Rotate gives the owner's key a new secret and returns the new plain key; the ID,
 // name, scopes and limit stay. The old secret stops working at once when grace is 0,
-// otherwise after grace (at most 7 days). Another owner's key, or an unknown one, is
-// ErrNotFound; a revoked key is ErrRevoked.
+// otherwise after grace (at most 7 days), in this process; other processes follow as
+// for Revoke. Another owner's key, or an unknown one, is ErrNotFound; a revoked key is
+// ErrRevoked.
 func (s *Service) Rotate(ctx context.Context, owner, id ecoid.ID, grace time.Duration) (string, error) {
 	if grace < 0 || grace > 7*24*time.Hour {
 		return "", inputError("grace", "must be between 0 and 7 days")
@@ -292,11 +383,33 @@ func (s *Service) Rotate(ctx context.Context, owner, id ecoid.ID, grace time.Dur
 	}
 	err := s.store.Rotate(ctx, owner, id, HashKey(plain), prevUntil, now)
 	s.cache.remove(id)
+	s.changed(ctx, id, err)
 	if err != nil {
 		return "", fmt.Errorf("apikey: rotate: %w", err)
 	}
 	return plain, nil
 }
+
+// changed calls Config.OnChange after a revocation or rotation that committed, or may
+// have: every outcome but ErrNotFound and ErrRevoked, which change nothing.
+func (s *Service) changed(ctx context.Context, id ecoid.ID, err error) {
+	if s.cfg.OnChange == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrRevoked) {
+		return
+	}
+	s.cfg.OnChange(context.WithoutCancel(ctx), id)
+}
+
+// Invalidate drops the key id from this process's verify cache: the next Verify of it
+// asks the store. Lookups already in flight do not cache their answer. An ID that is
+// not cached is no error. Call it when another instance reports a change to the key
+// (see Config.OnChange); Revoke and Rotate through this Service invalidate by
+// themselves. It is safe for concurrent use and does not block on the store.
+func (s *Service) Invalidate(id ecoid.ID) { s.cache.remove(id) }
+
+// PurgeCache drops every cached answer, positive and negative, as Invalidate does for
+// one key. Call it when the stream of change notifications had a gap (a reconnect), so
+// that no cached key outlives a change this process missed.
+func (s *Service) PurgeCache() { s.cache.purge() }
 
 // anchor pairs a wall-clock reading with its monotonic reading, so that nowNano can
 // tell the time with one cheap monotonic read.
@@ -420,12 +533,25 @@ func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now int64) (*ent
 	}
 	e := &entry{id: id, rec: rec, fetched: now, expires: now + int64(s.cfg.CacheTTL), keyExpires: math.MaxInt64}
 	if !rec.ExpiresAt.IsZero() {
-		e.keyExpires = rec.ExpiresAt.UnixNano()
+		e.keyExpires = unixNano(rec.ExpiresAt)
 	}
 	if !rec.PrevValidUntil.IsZero() {
-		e.prevUntil = rec.PrevValidUntil.UnixNano()
+		e.prevUntil = unixNano(rec.PrevValidUntil)
 	}
 	return e, nil
+}
+
+// unixNano is t.UnixNano, saturated instead of overflowing outside the years 1678 to
+// 2262: a stored expiry far ahead (written by other code) must not make a key dead at
+// birth.
+func unixNano(t time.Time) int64 {
+	switch sec := t.Unix(); {
+	case sec >= math.MaxInt64/int64(time.Second):
+		return math.MaxInt64
+	case sec <= math.MinInt64/int64(time.Second):
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }
 
 // markUsed queues the key for the next last_used_at batch, at most once per batch.

@@ -436,7 +436,7 @@ func TestVerifyStoreErrors(t *testing.T) {
 }
 
 func TestCacheIsBounded(t *testing.T) {
-	s, store, _ := newService(t, apikey.Config{CacheSize: 64})
+	s, store, _ := newService(t, apikey.Config{CacheSize: 64, MaxKeysPerOwner: -1})
 	ctx := context.Background()
 	plains := make([]string, 300)
 	for i := range plains {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
-	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 	"github.com/stripe/stripe-go/v76"
 )
 

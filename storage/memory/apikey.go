@@ -14,15 +14,16 @@ import (
 // KeyStore is an apikey.Store in memory. The zero value is not usable; call
 // NewKeyStore. It is safe for concurrent use.
 type KeyStore struct {
-	mu   sync.RWMutex
-	keys map[ecoid.ID]*apikey.Record
+	mu      sync.RWMutex
+	keys    map[ecoid.ID]*apikey.Record
+	byOwner map[ecoid.ID][]*apikey.Record // each owner's keys, oldest first
 }
 
 var _ apikey.Store = (*KeyStore)(nil)
 
 // NewKeyStore returns an empty KeyStore.
 func NewKeyStore() *KeyStore {
-	return &KeyStore{keys: map[ecoid.ID]*apikey.Record{}}
+	return &KeyStore{keys: map[ecoid.ID]*apikey.Record{}, byOwner: map[ecoid.ID][]*apikey.Record{}}
 }
 
 // clone returns a deep copy, so callers never share the store's slices.
@@ -31,15 +32,42 @@ func clone(r apikey.Record) apikey.Record {
 	return r
 }
 
-// Create implements apikey.Store.
-func (s *KeyStore) Create(_ context.Context, r apikey.Record) error {
+// order is the order of List: created_at, then ID.
+func order(a, b *apikey.Record) int {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// live reports whether r counts against the owner's cap at time at.
+func live(r *apikey.Record, at time.Time) bool {
+	return r.Status == apikey.Active && (r.ExpiresAt.IsZero() || r.ExpiresAt.After(at))
+}
+
+// Create implements apikey.Store. The cap is checked under the store's lock.
+func (s *KeyStore) Create(_ context.Context, r apikey.Record, maxLive int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.keys[r.ID]; ok {
 		return apikey.ErrConflict
 	}
+	owned := s.byOwner[r.Owner]
+	if maxLive > 0 {
+		n := 0
+		for _, o := range owned {
+			if live(o, r.CreatedAt) {
+				n++
+			}
+		}
+		if n >= maxLive {
+			return apikey.ErrTooManyKeys
+		}
+	}
 	c := clone(r)
 	s.keys[r.ID] = &c
+	i, _ := slices.BinarySearchFunc(owned, &c, order)
+	s.byOwner[r.Owner] = slices.Insert(owned, i, &c)
 	return nil
 }
 
@@ -55,21 +83,25 @@ func (s *KeyStore) Get(_ context.Context, id ecoid.ID) (apikey.Record, error) {
 }
 
 // List implements apikey.Store.
-func (s *KeyStore) List(_ context.Context, owner ecoid.ID) ([]apikey.Key, error) {
+func (s *KeyStore) List(_ context.Context, owner, after ecoid.ID, limit int) ([]apikey.Key, error) {
 	s.mu.RLock()
-	out := []apikey.Key{}
-	for _, r := range s.keys {
-		if r.Owner == owner {
-			out = append(out, clone(*r).Key)
+	defer s.mu.RUnlock()
+	owned := s.byOwner[owner]
+	if after != "" {
+		a, ok := s.keys[after]
+		if !ok || a.Owner != owner {
+			return nil, apikey.ErrNotFound
 		}
+		i, _ := slices.BinarySearchFunc(owned, a, order)
+		owned = owned[i+1:]
 	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b apikey.Key) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	if limit > 0 && len(owned) > limit {
+		owned = owned[:limit]
+	}
+	out := make([]apikey.Key, len(owned))
+	for i, r := range owned {
+		out[i] = clone(*r).Key
+	}
 	return out, nil
 }
 

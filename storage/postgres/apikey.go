@@ -65,8 +65,10 @@ func scanRecord(row scanner) (apikey.Record, error) {
 	return r, nil
 }
 
-// Create implements apikey.Store.
-func (s *KeyStore) Create(ctx context.Context, r apikey.Record) error {
+// Create implements apikey.Store. With a cap it is one transaction that takes an
+// advisory lock on the owner, then counts and inserts in one statement: a concurrent
+// Create for the same owner waits for the lock, and its count sees this key.
+func (s *KeyStore) Create(ctx context.Context, r apikey.Record, maxLive int) error {
 	var prevHash []byte
 	if !r.PrevHash.IsZero() {
 		prevHash = r.PrevHash[:]
@@ -75,10 +77,42 @@ func (s *KeyStore) Create(ctx context.Context, r apikey.Record) error {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO eco_api_keys (`+keyColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		r.ID, r.Owner, r.Name, pq.StringArray(scopes), string(r.Status), r.RateLimitPerMinute, r.Hash[:],
-		prevHash, nullTime(r.PrevValidUntil), r.CreatedAt, nullTime(r.LastUsedAt), nullTime(r.ExpiresAt), nullTime(r.RotatedAt))
+	args := []any{r.ID, r.Owner, r.Name, pq.StringArray(scopes), string(r.Status), r.RateLimitPerMinute, r.Hash[:],
+		prevHash, nullTime(r.PrevValidUntil), r.CreatedAt, nullTime(r.LastUsedAt), nullTime(r.ExpiresAt), nullTime(r.RotatedAt)}
+	if maxLive <= 0 {
+		_, err := s.db.ExecContext(ctx, `INSERT INTO eco_api_keys (`+keyColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, args...)
+		return createError(err)
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("postgres: create API key: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('nexus.apikey.owner.' || $1, 0))`, r.Owner); err != nil {
+		return fmt.Errorf("postgres: create API key: lock owner: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO eco_api_keys (`+keyColumns+`)
+		SELECT $1::text, $2::text, $3::text, $4::text[], $5::text, $6::integer, $7::bytea,
+			$8::bytea, $9::timestamptz, $10::timestamptz, $11::timestamptz, $12::timestamptz, $13::timestamptz
+		WHERE (SELECT count(*) FROM (SELECT 1 FROM eco_api_keys
+			WHERE owner_id = $2 AND status = 'active' AND (expires_at IS NULL OR expires_at > $10)
+			LIMIT $14) live) < $14`, append(args, maxLive)...)
+	if err != nil {
+		return createError(err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("postgres: create API key: %w", err)
+	} else if n == 0 {
+		return apikey.ErrTooManyKeys
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("postgres: create API key: %w", err)
+	}
+	return nil
+}
+
+func createError(err error) error {
 	if uniqueViolation(err, "") {
 		return apikey.ErrConflict
 	}
@@ -100,10 +134,14 @@ func (s *KeyStore) Get(ctx context.Context, id ecoid.ID) (apikey.Record, error) 
 	return r, nil
 }
 
-// List implements apikey.Store.
-func (s *KeyStore) List(ctx context.Context, owner ecoid.ID) ([]apikey.Key, error) {
+// List implements apikey.Store: one statement on the (owner_id, created_at, id) index,
+// and a second only to tell an unknown cursor from the end of the list.
+func (s *KeyStore) List(ctx context.Context, owner, after ecoid.ID, limit int) ([]apikey.Key, error) {
+	lim := sql.NullInt64{Int64: int64(limit), Valid: limit > 0} // NULL: LIMIT ALL
 	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM eco_api_keys
-		WHERE owner_id = $1 ORDER BY created_at, id`, owner)
+		WHERE owner_id = $1 AND ($2 = '' OR (created_at, id) >
+			(SELECT created_at, id FROM eco_api_keys WHERE id = $2 AND owner_id = $1))
+		ORDER BY created_at, id LIMIT $3`, owner, string(after), lim)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list API keys: %w", err)
 	}
@@ -118,6 +156,16 @@ func (s *KeyStore) List(ctx context.Context, owner ecoid.ID) ([]apikey.Key, erro
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: list API keys: %w", err)
+	}
+	if len(out) == 0 && after != "" {
+		var one int
+		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM eco_api_keys WHERE id = $1 AND owner_id = $2`, after, owner).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, apikey.ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("postgres: list API keys: %w", err)
+		}
 	}
 	return out, nil
 }
