@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 )
 
 // Verifier checks a plain key; *Service is one.
@@ -248,6 +248,20 @@ func RateLimit(l Limiter, opts RateLimitOptions) func(http.Handler) http.Handler
 		})
 	}
 }
+
+// SetHeaders writes the rate-limit headers RateLimit sets for limit and d: X-RateLimit-*,
+// RateLimit-Policy and RateLimit, and Retry-After when d refused. Middleware that makes
+// its own rate-limit decisions (such as package guard) uses it to answer the same way.
+func SetHeaders(h http.Header, limit Limit, d Decision) {
+	quoted := quotedDefaultPolicy
+	if p := limit.Policy(); p != DefaultPolicy {
+		quoted = strconv.Quote(p)
+	}
+	setHeaders(h, quoted, limit, d)
+}
+
+// quotedDefaultPolicy is strconv.Quote(DefaultPolicy), computed once.
+const quotedDefaultPolicy = `"` + DefaultPolicy + `"`
 
 // setHeaders writes the rate-limit headers of d. All values are cut from one string
 // and the header slices from one array: two allocations instead of a dozen.

@@ -76,6 +76,8 @@ type Config struct {
 	// here. If it returns an error the account is deleted again (so the person can retry)
 	// and Register returns that error wrapped. It must be safe for concurrent use.
 	OnRegister func(ctx context.Context, u User) error
+	// MFA configures TOTP two-factor authentication; the zero value leaves it off.
+	MFA MFAConfig
 	// Now is the clock for sessions, throttling and the activity log; default time.Now.
 	Now func() time.Time
 	// Logger receives operational warnings (a failed activity-log write, a failed rehash);
@@ -117,6 +119,7 @@ type Service struct {
 	now        func() time.Time
 	log        *slog.Logger
 	dummyHash  string
+	mfa        *mfa
 }
 
 // NewService checks cfg and returns a Service. It returns an error when Store or Issuer
@@ -161,6 +164,11 @@ func NewService(cfg Config) (*Service, error) {
 		keys = DefaultThrottleKeys
 	}
 	s.throttle = newThrottle(maxFail, window, keys)
+	m, err := newMFA(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.mfa = m
 	// The dummy hash makes a login with an unknown email cost one bcrypt comparison of
 	// the same cost as a real one.
 	var pw [18]byte
@@ -234,7 +242,9 @@ func (s *Service) Register(ctx context.Context, c Client, email, password, fullN
 // cost, so neither the answer nor its timing tells them apart. After MaxLoginFailures
 // failures for one email within LoginWindow it returns a *ThrottledError (errors.Is
 // ErrTooManyAttempts) without checking the password. A correct password whose hash has
-// another cost is rehashed with the configured cost.
+// another cost is rehashed with the configured cost. When the user has TOTP on (see
+// MFAConfig), a correct password opens no session: Login returns a *MFARequiredError
+// (errors.Is ErrMFARequired) whose token VerifyMFA takes with a code.
 func (s *Service) Login(ctx context.Context, c Client, email, password string) (Result, error) {
 	now := s.clock()
 	norm, err := NormalizeEmail(email)
@@ -276,6 +286,9 @@ func (s *Service) Login(ctx context.Context, c Client, email, password string) (
 		} else if err := s.store.SetPasswordHash(ctx, u.ID, nh, now); err != nil {
 			s.log.Warn("auth: storing rehashed password failed", "user", u.ID, "err", err)
 		}
+	}
+	if err := s.mfaGate(ctx, c, u, now); err != nil {
+		return Result{}, err // a *MFARequiredError when the user has TOTP on
 	}
 	t, err := s.openSession(ctx, c, u.ID, now)
 	if err != nil {

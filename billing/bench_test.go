@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nexus-ecosystem/nexus/billing"
+	"github.com/nexus-ecosystem/nexus/ecoid"
 )
 
 // BenchmarkQuotaFor is the per-request cost the usage quota middleware pays (memory store).
@@ -45,5 +46,37 @@ func BenchmarkWebhookDuplicate(b *testing.B) {
 		if w.status != 200 {
 			b.Fatal(w.status)
 		}
+	}
+}
+
+// BenchmarkTermsCache is the hot path's plan lookup among 10,000 users from every core
+// at once: through a warm TermsCache, and straight from the (memory) store as QuotaFor
+// does. With Postgres the uncached lookup is a network round trip instead.
+func BenchmarkTermsCache(b *testing.B) {
+	e := newEnv(b, false)
+	users := make([]ecoid.ID, 10_000)
+	for i := range users {
+		users[i] = e.user(b)
+	}
+	c := billing.NewTermsCache(e.svc.PlanTerms, billing.TermsCacheConfig{Size: 20_000})
+	ctx := context.Background()
+	for _, u := range users {
+		c.Get(ctx, u)
+	}
+	for name, quota := range map[string]func(context.Context, ecoid.ID) (int64, bool, error){
+		"cached": c.QuotaFor, "store": e.svc.QuotaFor,
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, _, err := quota(ctx, users[i%len(users)]); err != nil {
+						b.Fatal(err)
+					}
+					i += 7
+				}
+			})
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -71,6 +72,13 @@ type Config struct {
 	// for strangers here. An error answers 500, and Stripe retries. Default: every user
 	// named by a well-formed EcoID is accepted.
 	UserExists func(ctx context.Context, user ecoid.ID) (bool, error)
+	// OnPlanChange, when set, is called after a change of the user's subscription row was
+	// committed by a webhook (or by SetEnterprise): anything that can change the user's
+	// plan or terms (plan, status, Enterprise terms, Stripe IDs). It is not called for
+	// duplicates, for events that changed nothing, or when the change rolled back. Use it
+	// to drop cached plans (TermsCache.Invalidate) and to tell other instances. It runs
+	// in the webhook's request after the commit, once per changed user; keep it short.
+	OnPlanChange func(ctx context.Context, user ecoid.ID)
 }
 
 // Service is the billing API. It is safe for concurrent use.
@@ -146,6 +154,29 @@ func (s *Service) QuotaFor(ctx context.Context, user ecoid.ID) (limit int64, har
 	return t.QuotaCalls, t.HardCap, nil
 }
 
+// PlanTerms returns the user's effective plan and the terms in force now (see
+// Subscription.Terms): the TermsLoader a TermsCache takes. It reads the store on every
+// call.
+func (s *Service) PlanTerms(ctx context.Context, user ecoid.ID) (PlanID, Terms, error) {
+	row, err := s.Current(ctx, user)
+	if err != nil {
+		return "", Terms{}, err
+	}
+	return row.EffectivePlan(), row.Terms(), nil
+}
+
+// planChanged calls Config.OnPlanChange for each user once.
+func (s *Service) planChanged(ctx context.Context, users ...ecoid.ID) {
+	if s.cfg.OnPlanChange == nil {
+		return
+	}
+	for i, u := range users {
+		if !slices.Contains(users[:i], u) {
+			s.cfg.OnPlanChange(ctx, u)
+		}
+	}
+}
+
 // SetEnterprise moves the user to the Enterprise plan with custom terms (quota, hard cap,
 // monthly price, overage rate), creating their row if needed. Negative numbers are an
 // error.
@@ -163,5 +194,6 @@ func (s *Service) SetEnterprise(ctx context.Context, user ecoid.ID, email string
 	if err != nil {
 		return Subscription{}, fmt.Errorf("billing: set enterprise: %w", err)
 	}
+	s.planChanged(ctx, user)
 	return row, nil
 }

@@ -172,6 +172,69 @@ func TestWebhookSignatureChecks(t *testing.T) {
 	}
 }
 
+// TestWebhookReplayThroughSecondTimestamp is the attack of issue 10.3: a month-old
+// signed delivery replayed with a fresh t= in front of its own. The signature is valid for
+// the old timestamp only, so the header must be refused whatever order the two t= have.
+func TestWebhookReplayThroughSecondTimestamp(t *testing.T) {
+	e := newEnv(t, false)
+	u := e.user(t)
+	payload := stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1"))
+	old := e.clock.Now().AddDate(0, -1, 0)
+	oldSig := signed(payload, whSecret, old) // "t=<old>,v1=<sig>"
+	_, v1, _ := strings.Cut(oldSig, ",")
+	fresh := fmt.Sprintf("t=%d", e.clock.Now().Unix())
+	for name, header := range map[string]string{
+		"fresh first":  fresh + "," + oldSig,
+		"fresh last":   oldSig + "," + fresh,
+		"fresh middle": fmt.Sprintf("t=%d,%s,%s", old.Unix(), fresh, v1),
+		"same twice":   fresh + "," + fresh + "," + v1,
+		"old alone":    oldSig,
+	} {
+		status, body := e.post(t, payload, header)
+		if status != 400 || errCode(body) != "invalid_signature" {
+			t.Errorf("%s (%s): %d %v", name, header, status, body)
+		}
+	}
+	if e.row(t, u).Plan != billing.Free {
+		t.Fatal("a replayed event was applied")
+	}
+}
+
+// TestWebhookHeaderIsParsedStrictly: every element is key=value, one canonical
+// timestamp, well-formed v1 signatures; other schemes are ignored.
+func TestWebhookHeaderIsParsedStrictly(t *testing.T) {
+	e := newEnv(t, false)
+	p := stripeEvent(evtID(), "invoice.created", testNow, map[string]any{"id": "in_s", "object": "invoice"})
+	good := signed(p, whSecret, e.clock.Now())
+	ts, v1, _ := strings.Cut(good, ",")
+	sec := strings.TrimPrefix(ts, "t=")
+	for name, header := range map[string]string{
+		"leading zero":      "t=0" + sec + "," + v1,
+		"plus sign":         "t=+" + sec + "," + v1,
+		"spaces":            "t= " + sec + "," + v1,
+		"empty element":     good + ",",
+		"no equals":         good + ",v1",
+		"empty key":         good + ",=x",
+		"short v1":          ts + "," + v1[:len(v1)-2],
+		"non-hex v1":        ts + ",v1=" + strings.Repeat("zz", 32),
+		"v1 before t twice": v1 + "," + ts + "," + ts,
+		"too many v1":       ts + strings.Repeat(",v1="+strings.Repeat("00", 32), 8) + "," + v1,
+	} {
+		status, body := e.post(t, p, header)
+		if status != 400 || errCode(body) != "invalid_signature" {
+			t.Errorf("%s (%s): %d %v", name, header, status, body)
+		}
+	}
+	for name, header := range map[string]string{
+		"v1 first":     v1 + "," + ts,
+		"other scheme": good + ",v0=abc,v2=whatever",
+	} {
+		if status, body := e.post(t, p, header); status != 200 {
+			t.Errorf("%s (%s): %d %v", name, header, status, body)
+		}
+	}
+}
+
 func TestWebhookBadBodies(t *testing.T) {
 	e := newEnv(t, false)
 	for name, payload := range map[string][]byte{

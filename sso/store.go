@@ -72,4 +72,12 @@ type Store interface {
 	SetCodeSession(ctx context.Context, hash []byte, sessionID ecoid.ID) error
 	// DeleteExpiredCodes removes codes that expired before `before` and returns how many.
 	DeleteExpiredCodes(ctx context.Context, before time.Time) (int, error)
+
+	// BindSession records that the session was opened for the project by a code
+	// exchange, so its refresh token is honoured at the token endpoint for that project
+	// only. Binding a bound session again returns ErrConflict.
+	BindSession(ctx context.Context, sessionID, projectID ecoid.ID, at time.Time) error
+	// SessionProject returns the project the session is bound to, or ErrNotFound (a
+	// session of Nexus's own sign-in, or an unknown one).
+	SessionProject(ctx context.Context, sessionID ecoid.ID) (ecoid.ID, error)
 }

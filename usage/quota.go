@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
-	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 )
 
 // LimitFunc returns user's monthly call limit and whether it is a hard cap (calls over it

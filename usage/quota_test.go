@@ -203,12 +203,6 @@ func TestPeriodsAndDays(t *testing.T) {
 	if got := usage.DayStart(local); !got.Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("DayStart = %v", got)
 	}
-	if got := usage.FillDays(local, 0, nil); got != nil {
-		t.Fatalf("FillDays(0) = %v", got)
-	}
-	if usage.Percentile(nil, 0.95) != 0 || usage.Percentile([]float64{7}, 0.95) != 7 {
-		t.Fatal("Percentile of tiny inputs")
-	}
 	if !usage.IsError(400) || usage.IsError(399) {
 		t.Fatal("IsError boundary")
 	}

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"syscall"
 )
 
 // ErrRetriable marks a transient store failure: a store wraps it (with Retriable or
 // fmt.Errorf("…: %w", ErrRetriable)) to tell the Tracker that sending the same batch
-// again may succeed.
+// again may succeed. Adapters classify their technology's errors (a database's error
+// codes, say) and wrap this sentinel; the Tracker only asks errors.Is.
 var ErrRetriable = errors.New("usage: retriable store error")
 
 // Retriable wraps err so that IsRetriable reports true for it and errors.Is(err,
@@ -31,13 +31,11 @@ func (e retriableError) Error() string   { return e.err.Error() }
 func (e retriableError) Unwrap() []error { return []error{e.err, ErrRetriable} }
 
 // IsRetriable is the Tracker's default test for a transient store error. It reports true
-// for errors wrapping ErrRetriable, timeouts (context.DeadlineExceeded, a net.Error whose
-// Timeout is true), network errors (*net.OpError, connection refused or reset, broken
-// pipe, unexpected EOF, driver.ErrBadConn), and errors with a PostgreSQL SQLSTATE
-// (a SQLState() string method, as lib/pq's and pgx's errors have) of class 08
-// (connection exception), 40001 (serialization failure), 40P01 (deadlock), 53300 (too
-// many connections), 57P01..57P03 (server shutting down or starting) or 55P03 (lock not
-// available). Anything else, and context.Canceled, is not retriable.
+// for errors wrapping ErrRetriable (how a store says so), timeouts
+// (context.DeadlineExceeded, a net.Error whose Timeout is true) and the standard
+// library's network errors (*net.OpError, connection refused or reset, broken pipe,
+// unexpected EOF, driver.ErrBadConn). Anything else, and context.Canceled, is not
+// retriable.
 func IsRetriable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
@@ -53,20 +51,5 @@ func IsRetriable(err error) bool {
 		return true
 	}
 	var op *net.OpError
-	if errors.As(err, &op) {
-		return true
-	}
-	var state interface{ SQLState() string }
-	if errors.As(err, &state) {
-		return retriableSQLState(state.SQLState())
-	}
-	return false
-}
-
-func retriableSQLState(code string) bool {
-	switch code {
-	case "40001", "40P01", "53300", "57P01", "57P02", "57P03", "55P03":
-		return true
-	}
-	return strings.HasPrefix(code, "08")
+	return errors.As(err, &op)
 }

@@ -2,8 +2,6 @@ package usage
 
 import (
 	"context"
-	"math"
-	"sort"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -18,11 +16,14 @@ type Writer interface {
 	// accepts, such as one wrapping ErrRetriable; any other error means the store refused
 	// the batch for its content (a record that fails Validate is refused with an error
 	// wrapping ErrInvalidRecord), and the Tracker splits the batch to find the record.
+	// A record for a day already rolled up (a late record) makes the store read that day
+	// from the log again until the next Aggregate of it.
 	WriteBatch(ctx context.Context, batch []Record) error
 }
 
-// Counter keeps the exact number of calls per user and quota period (eco_usage_records).
-// It is exact under concurrency and across restarts: it is not derived from the log.
+// Counter keeps the exact number of calls per user and quota period. It is exact under
+// concurrency and across restarts: it is not derived from the log, and no retention
+// setting ever drops it.
 type Counter interface {
 	// AddCall adds one call to user's count for period (a PeriodStart value) when
 	// hardCap is false, or when it is true and the count is below limit, atomically. It
@@ -37,24 +38,37 @@ type Counter interface {
 	PeriodCalls(ctx context.Context, user ecoid.ID, period time.Time) (int64, error)
 }
 
-// Reader answers analytics questions from the log and the daily rollup. Ranges are
-// [from, to): from inclusive, to exclusive. An empty result is not an error.
+// Reader answers analytics questions. Ranges are [from, to): from inclusive, to
+// exclusive. An empty result is not an error.
+//
+// A store keeps two views of the calls: the detailed log (one entry per record, which a
+// retention setting may thin out) and the daily rollup (per user, day, method and
+// endpoint: calls, errors, latency sum and a latency histogram), which Aggregate
+// computes and which is kept. A whole UTC day of a range is answered from the rollup
+// once Aggregate has rolled it up after it closed, so a long range costs O(days), not
+// O(calls); the parts of days at the range's edges, today, and days not rolled up yet
+// are answered from the log. Counts are the same either way. Detailed rows dropped by
+// retention are only answered through whole rolled-up days.
 type Reader interface {
 	// History returns days entries, one per UTC day from DayStart(from) on, oldest
-	// first, with user's calls and errors (IsError) of each day in the log; a day
-	// without calls is present with zeros. days must be at least 1.
+	// first, with user's calls and errors (IsError) of each day; a day without calls is
+	// present with zeros. days must be at least 1.
 	History(ctx context.Context, user ecoid.ID, from time.Time, days int) ([]DailyCalls, error)
 	// Endpoints returns user's calls in [from, to) per method and endpoint, ordered by
-	// calls (most first), then method, then endpoint.
+	// calls (most first), then method, then endpoint. See EndpointStats for how exact
+	// the 95th percentile is.
 	Endpoints(ctx context.Context, user ecoid.ID, from, to time.Time) ([]EndpointStats, error)
-	// TotalCalls returns the number of calls of every user in [from, to), from the log.
+	// TotalCalls returns the number of calls of every user in [from, to).
 	TotalCalls(ctx context.Context, from, to time.Time) (int64, error)
-	// TopUsers returns the n users with the most calls in [from, to), from the log,
-	// ordered by calls (most first), then user ID. n < 1 returns nothing.
+	// TopUsers returns the n users with the most calls in [from, to), ordered by calls
+	// (most first), then user ID. n < 1 returns nothing.
 	TopUsers(ctx context.Context, from, to time.Time, n int) ([]UserCalls, error)
-	// Aggregate (re)computes the daily rollup (eco_usage_daily) of the UTC day that
-	// holds day from the log: running it again, or after late records arrived, leaves
-	// exactly the rollup of the log as it is then.
+	// Aggregate (re)computes the daily rollup of the UTC day that holds day from the log:
+	// running it again, or after late records arrived, leaves exactly the rollup of the
+	// log as it is then; running it at once from several processes is safe. A day that
+	// ended a few minutes ago or more (the store's clock) is then answered from the
+	// rollup; a day still open is computed but still read from the log. Rolling up a day
+	// whose detailed rows retention has dropped keeps the rollup it has.
 	Aggregate(ctx context.Context, day time.Time) error
 	// Daily returns user's rolled-up days in [from, to), oldest first; days that have
 	// not been aggregated, or had no calls, are absent.
@@ -67,6 +81,17 @@ type Store interface {
 	Writer
 	Counter
 	Reader
+}
+
+// Maintainer is a store that needs periodic upkeep; RunMaintenance calls it.
+type Maintainer interface {
+	// Maintain rolls up (Aggregate) every closed day that has calls and is not rolled up
+	// yet or received late records, prepares storage for the coming months, and, when
+	// retention is positive, drops detailed log rows older than now-retention (a store
+	// may keep them longer, to the end of a storage unit such as a month). Rollups and
+	// period counters are never dropped. Maintain is idempotent and safe to run from
+	// several processes at once.
+	Maintain(ctx context.Context, now time.Time, retention time.Duration) error
 }
 
 // DailyCalls is one UTC day of a user's history.
@@ -83,92 +108,16 @@ type EndpointStats struct {
 	Calls        int64
 	ErrorRate    float64 // errors / calls, rounded to 4 decimals
 	AvgLatencyMS float64 // rounded to 3 decimals (microseconds)
-	P95LatencyMS float64 // the continuous 95th percentile (PostgreSQL percentile_cont), rounded to 3 decimals
-}
-
-// NewEndpointStats computes the rounded stats of one method and endpoint from its calls,
-// errors, the sum of its latencies and their 95th percentile (both in microseconds).
-// Every adapter builds its answers with it, so they round alike.
-func NewEndpointStats(method, endpoint string, calls, errors, sumMicros int64, p95Micros float64) EndpointStats {
-	s := EndpointStats{Method: method, Endpoint: endpoint, Calls: calls, P95LatencyMS: Round(p95Micros/1000, 3)}
-	if calls > 0 {
-		s.ErrorRate = Round(float64(errors)/float64(calls), 4)
-		s.AvgLatencyMS = Round(float64(sumMicros)/float64(calls)/1000, 3)
-	}
-	return s
+	// P95LatencyMS is the 95th percentile, rounded to 3 decimals. It is exact (the
+	// continuous percentile, PostgreSQL's percentile_cont) when the whole range is
+	// answered from the detailed log; when any day of it comes from the rollup, it is
+	// estimated from the rollup's latency histogram, whose buckets are at most 1/16 as
+	// wide as their lower bound: the estimate is within about 6.25 % of the exact value.
+	P95LatencyMS float64
 }
 
 // UserCalls is one user's number of calls.
 type UserCalls struct {
 	UserID ecoid.ID
 	Calls  int64
-}
-
-// Stats computations shared by the adapters, so that every store gives identical answers.
-
-// Round rounds x to the given number of decimals, the way the adapters round analytics.
-func Round(x float64, decimals int) float64 {
-	p := math.Pow10(decimals)
-	return math.Round(x*p) / p
-}
-
-// Percentile returns the continuous percentile p (0..1) of values, interpolating linearly
-// between the two nearest ranks exactly as PostgreSQL's percentile_cont does. values is
-// sorted in place; an empty slice gives 0.
-func Percentile(values []float64, p float64) float64 {
-	if len(values) == 0 {
-		return 0
-	}
-	sort.Float64s(values)
-	pos := p * float64(len(values)-1)
-	lo := math.Floor(pos)
-	hi := math.Ceil(pos)
-	if lo == hi {
-		return values[int(lo)]
-	}
-	return values[int(lo)] + (pos-lo)*(values[int(hi)]-values[int(lo)])
-}
-
-// FillDays returns days entries from DayStart(from) on, taking each day's counts from
-// sparse (in any order) and zeros for the others. Adapters use it to implement History.
-func FillDays(from time.Time, days int, sparse []DailyCalls) []DailyCalls {
-	if days < 1 {
-		return nil
-	}
-	start := DayStart(from)
-	byDate := make(map[time.Time]DailyCalls, len(sparse))
-	for _, d := range sparse {
-		byDate[DayStart(d.Date)] = d
-	}
-	out := make([]DailyCalls, days)
-	for i := range out {
-		date := start.AddDate(0, 0, i)
-		d := byDate[date]
-		out[i] = DailyCalls{Date: date, Calls: d.Calls, Errors: d.Errors}
-	}
-	return out
-}
-
-// SortEndpoints orders stats by calls (most first), then method, then endpoint.
-func SortEndpoints(stats []EndpointStats) {
-	sort.Slice(stats, func(i, j int) bool {
-		a, b := stats[i], stats[j]
-		if a.Calls != b.Calls {
-			return a.Calls > b.Calls
-		}
-		if a.Method != b.Method {
-			return a.Method < b.Method
-		}
-		return a.Endpoint < b.Endpoint
-	})
-}
-
-// SortUsers orders users by calls (most first), then user ID.
-func SortUsers(users []UserCalls) {
-	sort.Slice(users, func(i, j int) bool {
-		if users[i].Calls != users[j].Calls {
-			return users[i].Calls > users[j].Calls
-		}
-		return users[i].UserID < users[j].UserID
-	})
 }

@@ -2,36 +2,20 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
-	"github.com/nexus-ecosystem/nexus/internal/httpjson"
-	"github.com/nexus-ecosystem/nexus/storage/memory"
-	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 )
-
-// authState is the part of app that serves accounts and sessions.
-type authState struct {
-	auth    *auth.Service
-	issuer  *auth.Issuer
-	cookies auth.CookieConfig
-	admins  map[string]bool // normalised emails from NEXUS_ADMINS
-
-	// onRegister runs, in order, after each successful registration and before its
-	// tokens are issued; newApp wiring appends to it (billing creates the free
-	// subscription here). An error undoes the registration and answers 500.
-	onRegister []func(ctx context.Context, u auth.User) error
-}
 
 // parseAuthConfig reads NEXUS_JWT_SECRET, NEXUS_JWT_ED25519_KEY, NEXUS_JWT_KID,
 // NEXUS_JWT_OLD_KEYS, NEXUS_ADMINS, NEXUS_INSECURE_COOKIES and NEXUS_BCRYPT_COST. A
@@ -141,86 +125,47 @@ func (cfg *config) issuerConfig() auth.IssuerConfig {
 	return auth.IssuerConfig{Secret: cfg.JWTSecret}
 }
 
-// initAuth builds the auth service over the chosen store.
-func (a *app) initAuth() error {
-	ic := a.cfg.issuerConfig()
-	if ic.SigningKey == nil && len(ic.Secret) == 0 {
-		ic.Secret = make([]byte, 32)
-		_, _ = rand.Read(ic.Secret)
-		a.log.Warn("NEXUS_JWT_SECRET is unset: using a random secret, so tokens do not survive a restart or work across instances")
-	}
-	issuer, err := auth.NewIssuer(ic)
-	if err != nil {
-		return err
-	}
-	var store auth.Store = memory.NewAuthStore()
-	if a.db != nil {
-		store = postgres.NewAuthStore(a.db)
-	}
-	svc, err := auth.NewService(auth.Config{
-		Store:      store,
-		Issuer:     issuer,
-		BcryptCost: a.cfg.BcryptCost,
-		Logger:     a.log,
-		OnRegister: func(ctx context.Context, u auth.User) error {
-			for _, f := range a.onRegister {
-				if err := f(ctx, u); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		return err
-	}
-	a.auth, a.issuer = svc, issuer
-	a.cookies = auth.CookieConfig{Insecure: a.cfg.InsecureCookies}
-	a.admins = map[string]bool{}
-	for _, e := range a.cfg.Admins {
-		a.admins[e] = true
-	}
-	return nil
+// authHandlers serve /api/auth/*: accounts and sessions.
+type authHandlers struct {
+	svc         *auth.Service
+	cookies     auth.CookieConfig
+	requireUser func(http.Handler) http.Handler // 401 without a valid access token
+	log         *slog.Logger
 }
 
-// authRoutes registers /api/auth/*.
-func (a *app) authRoutes(r *router) {
-	r.handle("POST /api/auth/register", http.HandlerFunc(a.register))
-	r.handle("POST /api/auth/login", http.HandlerFunc(a.login))
-	r.handle("POST /api/auth/refresh", http.HandlerFunc(a.refresh))
-	r.handle("POST /api/auth/logout", a.requireUser(http.HandlerFunc(a.logout)))
+func (h authHandlers) register(rt *router) {
+	rt.HandleFunc("POST /api/auth/register", h.registerUser)
+	rt.HandleFunc("POST /api/auth/login", h.login)
+	rt.HandleFunc("POST /api/auth/refresh", h.refresh)
+	rt.Handle("POST /api/auth/logout", h.requireUser(http.HandlerFunc(h.logout)))
 }
 
-// requireUser admits requests with a valid access token (Bearer header or cookie) and
-// answers 401 otherwise. Inside, currentUser(r) is the caller.
-func (a *app) requireUser(h http.Handler) http.Handler {
-	return auth.RequireUser(a.issuer, a.cookies)(h)
-}
-
-// currentUser returns the user of a request that passed requireUser (empty otherwise).
+// currentUser returns the user of a request that passed auth.RequireUser (empty otherwise).
 func currentUser(r *http.Request) ecoid.ID {
 	c, _ := auth.UserFrom(r.Context())
 	return c.UserID
 }
 
-// requireAdmin admits users whose email is in NEXUS_ADMINS: 401 without a valid user,
-// 403 forbidden for anyone else.
-func (a *app) requireAdmin(h http.Handler) http.Handler {
-	return a.requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := a.auth.UserByID(r.Context(), currentUser(r))
-		switch {
-		case errors.Is(err, auth.ErrNotFound):
-			httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "the account no longer exists")
-			return
-		case err != nil:
-			a.authInternalError(w, r, err)
-			return
-		case !a.admins[u.Email]:
-			httpjson.WriteError(w, http.StatusForbidden, "forbidden", "administrators only")
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
+// adminOnly returns middleware that admits users whose email is in admins (NEXUS_ADMINS):
+// 401 without a valid user, 403 forbidden for anyone else.
+func adminOnly(users *auth.Service, admins map[string]bool, requireUser func(http.Handler) http.Handler, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, err := users.UserByID(r.Context(), currentUser(r))
+			switch {
+			case errors.Is(err, auth.ErrNotFound):
+				httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "the account no longer exists")
+				return
+			case err != nil:
+				internalError(log, w, r, "request failed", err)
+				return
+			case !admins[u.Email]:
+				httpjson.WriteError(w, http.StatusForbidden, "forbidden", "administrators only")
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+	}
 }
 
 // authUserJSON is the public shape of a user.
@@ -236,16 +181,16 @@ type authSessionJSON struct {
 	RefreshToken string       `json:"refresh_token"`
 }
 
-func (a *app) writeSession(w http.ResponseWriter, status int, res auth.Result) {
-	auth.SetTokenCookies(w, res.Tokens, a.cookies)
-	httpjson.Write(w, status, authSessionJSON{
+func (h authHandlers) writeSession(w http.ResponseWriter, status int, res auth.Result) {
+	auth.SetTokenCookies(w, res.Tokens, h.cookies)
+	httpjson.WriteSecret(w, status, authSessionJSON{
 		User:        authUserJSON{ID: res.User.ID, Email: res.User.Email, FullName: res.User.FullName},
 		AccessToken: res.AccessToken, RefreshToken: res.RefreshToken,
 	})
 }
 
-// register: POST /api/auth/register {email,password,full_name}.
-func (a *app) register(w http.ResponseWriter, r *http.Request) {
+// registerUser: POST /api/auth/register {email,password,full_name}.
+func (h authHandlers) registerUser(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
@@ -255,16 +200,16 @@ func (a *app) register(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteDecodeError(w, err)
 		return
 	}
-	res, err := a.auth.Register(r.Context(), auth.ClientFromRequest(r), in.Email, in.Password, in.FullName)
+	res, err := h.svc.Register(r.Context(), auth.ClientFromRequest(r), in.Email, in.Password, in.FullName)
 	if err != nil {
-		a.authError(w, r, err)
+		h.authError(w, r, err)
 		return
 	}
-	a.writeSession(w, http.StatusCreated, res)
+	h.writeSession(w, http.StatusCreated, res)
 }
 
 // login: POST /api/auth/login {email,password}.
-func (a *app) login(w http.ResponseWriter, r *http.Request) {
+func (h authHandlers) login(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
@@ -273,16 +218,16 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteDecodeError(w, err)
 		return
 	}
-	res, err := a.auth.Login(r.Context(), auth.ClientFromRequest(r), in.Email, in.Password)
+	res, err := h.svc.Login(r.Context(), auth.ClientFromRequest(r), in.Email, in.Password)
 	if err != nil {
-		a.authError(w, r, err)
+		h.authError(w, r, err)
 		return
 	}
-	a.writeSession(w, http.StatusOK, res)
+	h.writeSession(w, http.StatusOK, res)
 }
 
 // refresh: POST /api/auth/refresh with {refresh_token} or the refresh cookie.
-func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
+func (h authHandlers) refresh(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		RefreshToken string `json:"refresh_token"`
 	}
@@ -294,19 +239,19 @@ func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	token := in.RefreshToken
 	if token == "" {
-		token = auth.RefreshTokenFromCookie(r, a.cookies)
+		token = auth.RefreshTokenFromCookie(r, h.cookies)
 	}
 	if token == "" {
 		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_token", "no refresh token in the body or cookie")
 		return
 	}
-	t, err := a.auth.Refresh(r.Context(), auth.ClientFromRequest(r), token)
+	t, err := h.svc.Refresh(r.Context(), auth.ClientFromRequest(r), token)
 	if err != nil {
-		a.authError(w, r, err)
+		h.authError(w, r, err)
 		return
 	}
-	auth.SetTokenCookies(w, t, a.cookies)
-	httpjson.Write(w, http.StatusOK, map[string]string{"access_token": t.AccessToken, "refresh_token": t.RefreshToken})
+	auth.SetTokenCookies(w, t, h.cookies)
+	httpjson.WriteSecret(w, http.StatusOK, map[string]string{"access_token": t.AccessToken, "refresh_token": t.RefreshToken})
 }
 
 // hasBody reports whether r carries a body. One of unknown length (chunked) is peeked at,
@@ -327,18 +272,18 @@ func hasBody(r *http.Request) bool {
 }
 
 // logout: POST /api/auth/logout revokes the caller's session and clears the cookies.
-func (a *app) logout(w http.ResponseWriter, r *http.Request) {
+func (h authHandlers) logout(w http.ResponseWriter, r *http.Request) {
 	claims, _ := auth.UserFrom(r.Context())
-	if err := a.auth.Logout(r.Context(), auth.ClientFromRequest(r), claims); err != nil {
-		a.authInternalError(w, r, err)
+	if err := h.svc.Logout(r.Context(), auth.ClientFromRequest(r), claims); err != nil {
+		internalError(h.log, w, r, "request failed", err)
 		return
 	}
-	auth.ClearTokenCookies(w, a.cookies)
+	auth.ClearTokenCookies(w, h.cookies)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // authError maps auth errors to the contract's status codes and error codes.
-func (a *app) authError(w http.ResponseWriter, r *http.Request, err error) {
+func (h authHandlers) authError(w http.ResponseWriter, r *http.Request, err error) {
 	var pe *auth.PolicyError
 	var te *auth.ThrottledError
 	switch {
@@ -360,12 +305,6 @@ func (a *app) authError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, auth.ErrInvalidToken):
 		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_token", "invalid, expired or revoked refresh token")
 	default:
-		a.authInternalError(w, r, err)
+		internalError(h.log, w, r, "request failed", err)
 	}
-}
-
-// authInternalError logs err and answers 500 without internals.
-func (a *app) authInternalError(w http.ResponseWriter, r *http.Request, err error) {
-	a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
 }

@@ -240,14 +240,14 @@ func TestAuthSettings(t *testing.T) {
 	}
 }
 
-// TestRequireAdmin drives the helpers other routes use: requireUser, currentUser and
-// requireAdmin.
+// TestRequireAdmin drives the helpers other routes use: auth.RequireUser, currentUser and
+// adminOnly.
 func TestRequireAdmin(t *testing.T) {
 	cfg, err := parseConfig(nil, func(k string) string { return authEnv("NEXUS_ADMINS", "boss@example.com")[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(context.Background(), cfg, authTestLogger())
+	a, err := newServices(context.Background(), cfg, authTestLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,8 @@ func TestRequireAdmin(t *testing.T) {
 		_ = json.Unmarshal(w.Body.Bytes(), &e)
 		return w.Code, e.Error.Code
 	}
-	admin := a.requireAdmin(ok)
+	requireUser := auth.RequireUser(a.issuer, a.cookies)
+	admin := adminOnly(a.auth, a.admins, requireUser, a.log)(ok)
 	if code, _ := serve(admin, boss.AccessToken); code != 204 {
 		t.Fatalf("admin: %d", code)
 	}
@@ -290,7 +291,7 @@ func TestRequireAdmin(t *testing.T) {
 	if code, _ := serve(admin, ""); code != 401 {
 		t.Fatalf("anonymous: %d", code)
 	}
-	if code, _ := serve(a.requireUser(ok), user.AccessToken); code != 204 {
+	if code, _ := serve(requireUser(ok), user.AccessToken); code != 204 {
 		t.Fatalf("requireUser: %d", code)
 	}
 	if len(seen) != 2 || seen[0] != boss.User.ID || seen[1] != user.User.ID {
@@ -305,7 +306,7 @@ func TestRequireAdmin(t *testing.T) {
 
 func TestOnRegisterHooksRun(t *testing.T) {
 	cfg, _ := parseConfig(nil, func(k string) string { return authEnv()[k] })
-	a, err := newApp(context.Background(), cfg, authTestLogger())
+	a, err := newServices(context.Background(), cfg, authTestLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestOnRegisterHooksRun(t *testing.T) {
 		got = append(got, u.Email)
 		return nil
 	})
-	srv := httptest.NewServer(a.routes())
+	srv := httptest.NewServer(a.handler())
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/api/auth/register", "application/json", strings.NewReader(`{"email":"hook@example.com","password":"Correct-Horse-9"}`))
 	if err != nil {
@@ -404,6 +405,7 @@ func TestAuthRefreshCookieWithEmptyChunkedBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp2, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

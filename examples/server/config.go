@@ -25,10 +25,14 @@ type config struct {
 	BcryptCost      int                          // NEXUS_BCRYPT_COST; 0: auth's default (10)
 
 	Billing billingConfig // Stripe and cron settings (see billing.go)
+
+	// TrustedOrigins (NEXUS_TRUSTED_ORIGINS, comma-separated) may send cookie-authenticated
+	// state-changing requests from another origin (see crossOrigin).
+	TrustedOrigins []string
 }
 
-// parseConfig reads flags, falling back to environment variables where DESIGN.md names
-// them. A flag wins over its variable.
+// parseConfig reads flags, falling back to environment variables (DATABASE_URL for
+// -postgres; the rest are variables only). A flag wins over its variable.
 func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
@@ -50,6 +54,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	if err := parseBillingConfig(&cfg, getenv); err != nil {
+		return config{}, err
+	}
+	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
+	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}
 	return cfg, nil

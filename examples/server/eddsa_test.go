@@ -23,14 +23,14 @@ func pubB64(seed []byte) string {
 }
 
 // edApp builds an app from env (plus a cheap bcrypt cost) without serving it.
-func edApp(t *testing.T, env map[string]string) *app {
+func edApp(t *testing.T, env map[string]string) *services {
 	t.Helper()
 	env["NEXUS_BCRYPT_COST"] = "4"
 	cfg, err := parseConfig(nil, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(context.Background(), cfg, authTestLogger())
+	a, err := newServices(context.Background(), cfg, authTestLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
-// Command server is the complete Nexus HTTP API of DESIGN.md section 6: accounts, API
-// keys, usage analytics and billing, wired from the SDK's packages. It runs on in-memory
+// Command server is the complete Nexus HTTP API: accounts, API keys, usage analytics and
+// billing, wired from the SDK's packages (README.md lists every route). It runs on in-memory
 // stores by default; -postgres (or DATABASE_URL) switches to PostgreSQL and migrates it on
 // start, -redis selects the Redis rate limiter.
 //
@@ -45,18 +45,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	a, err := newApp(ctx, cfg, log)
+	s, err := newServices(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer s.close()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           a.routes(),
+		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "store", a.storeName(), "limiter", a.limiterName)
+	log.Info("listening", "addr", ln.Addr().String(), "store", s.storeName(), "limiter", s.limiterName)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -84,5 +84,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	return a.shutdown(shutdownCtx)
+	return s.shutdown(shutdownCtx)
 }

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 )
 
 // statusRecorder remembers the status and size of a response for the request log.
@@ -37,19 +37,21 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // logRequests logs one line per request: method, path (never the query, which may carry
 // secrets), status, size and duration.
-func (a *app) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		a.log.LogAttrs(r.Context(), levelFor(rec.status), "request",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
-			slog.Duration("duration", time.Since(start)))
-	})
+func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			if rec.status == 0 {
+				rec.status = http.StatusOK
+			}
+			log.LogAttrs(r.Context(), levelFor(rec.status), "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
+				slog.Duration("duration", time.Since(start)))
+		})
+	}
 }
 
 // recoverPanics turns a panic in a handler into a 500 JSON error without internals, and
@@ -58,24 +60,26 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 // response rather than a complete-looking one. http.ErrAbortHandler from a handler is
 // re-raised, as net/http expects. It sits inside logRequests, whose recorder tells it
 // whether the response has started.
-func (a *app) recoverPanics(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			v := recover()
-			if v == nil {
-				return
-			}
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-			if rec, ok := w.(*statusRecorder); ok && rec.status != 0 {
-				panic(http.ErrAbortHandler)
-			}
-			httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
-		}()
-		next.ServeHTTP(w, r)
-	})
+func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				v := recover()
+				if v == nil {
+					return
+				}
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				if rec, ok := w.(*statusRecorder); ok && rec.status != 0 {
+					panic(http.ErrAbortHandler)
+				}
+				httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // levelFor logs server errors as errors and everything else as information.

@@ -11,8 +11,8 @@ import (
 
 func TestPanicBeforeTheResponseIsA500WithoutInternals(t *testing.T) {
 	var logs strings.Builder
-	a := &app{log: slog.New(slog.NewJSONHandler(&logs, nil))}
-	h := a.logRequests(a.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := logRequests(log)(recoverPanics(log)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("secret internal detail")
 	})))
 	w := httptest.NewRecorder()
@@ -26,8 +26,8 @@ func TestPanicBeforeTheResponseIsA500WithoutInternals(t *testing.T) {
 }
 
 func TestPanicAfterTheResponseStartedAbortsIt(t *testing.T) {
-	a := &app{log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
-	h := a.logRequests(a.recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	h := logRequests(log)(recoverPanics(log)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(`{"partial":`))
 		panic("half way")

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nexus-ecosystem/nexus/internal/httpjson"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 )
 
@@ -166,7 +166,7 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-// TestOversizedBodyIs413Everywhere: DESIGN.md section 6 answers a body over 1 MiB with 413
+// TestOversizedBodyIs413Everywhere: the contract answers a body over 1 MiB with 413
 // on every route, including those that read no body (logout, cancel, the cron).
 func TestOversizedBodyIs413Everywhere(t *testing.T) {
 	s := startServer(t, authEnv())

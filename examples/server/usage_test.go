@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
@@ -19,18 +20,18 @@ import (
 
 // startApp runs the server's handler over an app the test can reach into (to set plans,
 // track records, flush the tracker). args are server flags.
-func startApp(t *testing.T, env map[string]string, args ...string) (*app, *testServer) {
+func startApp(t *testing.T, env map[string]string, args ...string) (*services, *testServer) {
 	t.Helper()
 	cfg, err := parseConfig(append([]string{"-addr", "127.0.0.1:0"}, args...), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	a, err := newServices(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.routes())
+	srv := httptest.NewServer(a.handler())
 	stop := func() error {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -161,20 +162,17 @@ func TestUsageCurrentHistoryEndpoints(t *testing.T) {
 
 func TestUsageOverage(t *testing.T) {
 	a, s := startApp(t, authEnv())
-	var proUser atomic.Value // set once the user exists; planFor is set before any request
-	proUser.Store(ecoid.ID(""))
-	a.planFor = func(_ context.Context, u ecoid.ID) (usagePlan, error) {
-		if u == proUser.Load().(ecoid.ID) {
-			return usagePlan{Name: "pro", Quota: 10, OverageMicroUSD: proPlan.OverageMicroUSD}, nil
-		}
-		return freePlan, nil
-	}
 	pro := s.register("pro@example.com")
 	free := s.register("free@example.com")
-	proUser.Store(ecoid.MustParse(pro.User.ID))
+	proUser := ecoid.MustParse(pro.User.ID)
+	// A soft quota of 10 calls at Pro's $0.001 a call, set where plans live: billing.
+	terms := billing.Terms{QuotaCalls: 10, OverageMilliCentsPerCall: billing.ProTerms.OverageMilliCentsPerCall}
+	if _, err := a.billing.SetEnterprise(context.Background(), proUser, "pro@example.com", terms); err != nil {
+		t.Fatal(err)
+	}
 	var ov map[string]int64
 	for i := range 25 {
-		res, err := a.quota.Reserve(context.Background(), proUser.Load().(ecoid.ID))
+		res, err := a.quota.Reserve(context.Background(), proUser)
 		if err != nil || !res.Allowed {
 			t.Fatalf("soft quota refused call %d: %+v %v", i+1, res, err)
 		}
@@ -183,19 +181,11 @@ func TestUsageOverage(t *testing.T) {
 		t.Fatalf("overage of 15 calls at $0.001: %d %v", resp.StatusCode, ov) // 1.5 cents, rounded up
 	}
 	var cur usageCurrentJSON
-	if s.do("GET", "/api/usage/current", "", bearer(pro.AccessToken), &cur); cur.Plan != "pro" || cur.Calls != 25 || cur.Remaining != 0 {
+	if s.do("GET", "/api/usage/current", "", bearer(pro.AccessToken), &cur); cur.Plan != "enterprise" || cur.Calls != 25 || cur.Quota != 10 || cur.Remaining != 0 {
 		t.Fatalf("current over a soft quota: %+v", cur)
 	}
 	if s.do("GET", "/api/usage/overage", "", bearer(free.AccessToken), &ov); ov["calls_over"] != 0 || ov["amount_cents"] != 0 {
 		t.Fatalf("overage on free: %v", ov)
-	}
-	for calls, cents := range map[int64]int64{100_000: 0, 100_001: 1, 100_005: 1, 100_011: 2, 101_000: 100, 1_100_000: 100_000} {
-		if over, got := overage(proPlan, calls); got != cents || over != max(0, calls-proPlan.Quota) {
-			t.Errorf("overage(pro, %d) = %d, %d; want %d cents", calls, over, got, cents)
-		}
-	}
-	if over, cents := overage(usagePlan{Quota: -1}, 5); over != 0 || cents != 0 {
-		t.Error("unlimited plan has overage")
 	}
 }
 

@@ -29,6 +29,7 @@ type AuthStore struct {
 	sessions   map[ecoid.ID]auth.Session
 	grants     map[[2]ecoid.ID]auth.Grant // {project, user}
 	activities []auth.Activity
+	mfa        mfaData // see mfa.go
 }
 
 // NewAuthStore returns an empty AuthStore.
@@ -80,6 +81,7 @@ func (s *AuthStore) DeleteUser(_ context.Context, id ecoid.ID) error {
 			delete(s.grants, k)
 		}
 	}
+	s.mfa.deleteUser(id)
 	return nil
 }
 

@@ -20,7 +20,8 @@ var _ sso.Store = (*SSOStore)(nil)
 type SSOStore struct {
 	mu       sync.Mutex
 	projects map[ecoid.ID]ssoProject
-	codes    map[string]sso.Code // by string(hash)
+	codes    map[string]sso.Code   // by string(hash)
+	sessions map[ecoid.ID]ecoid.ID // session -> project
 }
 
 type ssoProject struct {
@@ -30,7 +31,7 @@ type ssoProject struct {
 
 // NewSSOStore returns an empty SSOStore.
 func NewSSOStore() *SSOStore {
-	return &SSOStore{projects: map[ecoid.ID]ssoProject{}, codes: map[string]sso.Code{}}
+	return &SSOStore{projects: map[ecoid.ID]ssoProject{}, codes: map[string]sso.Code{}, sessions: map[ecoid.ID]ecoid.ID{}}
 }
 
 // CreateProject implements sso.Store.
@@ -136,4 +137,26 @@ func (s *SSOStore) DeleteExpiredCodes(_ context.Context, before time.Time) (int,
 		}
 	}
 	return n, nil
+}
+
+// BindSession implements sso.Store.
+func (s *SSOStore) BindSession(_ context.Context, sessionID, projectID ecoid.ID, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[sessionID]; ok {
+		return fmt.Errorf("%w: session %s is bound", sso.ErrConflict, sessionID)
+	}
+	s.sessions[sessionID] = projectID
+	return nil
+}
+
+// SessionProject implements sso.Store.
+func (s *SSOStore) SessionProject(_ context.Context, sessionID ecoid.ID) (ecoid.ID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.sessions[sessionID]
+	if !ok {
+		return "", sso.ErrNotFound
+	}
+	return p, nil
 }

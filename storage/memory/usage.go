@@ -3,23 +3,85 @@ package memory
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/usagecalc"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
-var _ usage.Store = (*UsageStore)(nil)
+var (
+	_ usage.Store      = (*UsageStore)(nil)
+	_ usage.Maintainer = (*UsageStore)(nil)
+)
 
-// UsageStore is the in-memory usage.Store: the detailed log, the per-period call
-// counter and the daily rollup.
+// MaxUsageRows is the most detailed rows a UsageStore keeps. When a write takes it past
+// this, the oldest eighth of the rows is dropped. A row costs about 80 bytes (no
+// pointers, so the garbage collector does not scan them), so the log stays under about
+// 85 MB however long the process runs.
+const MaxUsageRows = 1 << 20
+
+// UsageStore is the in-memory usage.Store, for tests, demos and single processes.
+//
+// Its memory is bounded. Every write is folded at once into the daily rollup (per user,
+// day, method and endpoint: calls, errors, latency sum and histogram) and into the
+// period counters, which are exact and kept for the life of the store. The detailed log
+// behind exact percentiles and sub-day ranges keeps at most MaxUsageRows rows, and
+// Maintain drops rows older than its retention. Whole days are always answered from the
+// rollup (O(days)); only the parts of days at a range's edges read the log. Record IDs
+// are remembered while their rows are kept: a batch sent again after its rows were
+// dropped would be counted twice, which the Tracker never does with this store (its
+// writes do not fail). Key IDs and byte counts are not kept: nothing reads them.
 type UsageStore struct {
-	mu     sync.RWMutex
-	ids    map[ecoid.ID]struct{}
-	log    []usage.Record
+	mu      sync.RWMutex
+	maxRows int
+	now     func() time.Time
+
+	users     map[ecoid.ID]uint32
+	userIDs   []ecoid.ID
+	routes    map[route]uint32
+	routeList []route
+
+	ids    map[rowID]struct{}
+	log    []usageRow // arrival order
+	pruned int64      // rows at or before this Unix microsecond may have been dropped
+
 	counts map[periodKey]int64
-	daily  map[dayKey]usage.DailyCalls
+	days   map[int32]*dayAgg // by days since the Unix epoch
+	rolled map[int32]bool    // days Aggregate registered as closed
+}
+
+type route struct{ method, endpoint string }
+
+// rowID is the 22 characters of a usage EcoID after its "eco_use_" prefix.
+type rowID [22]byte
+
+// usageRow is one detailed row: 48 bytes, no pointers.
+type usageRow struct {
+	id      rowID
+	status  uint16
+	user    uint32
+	route   uint32
+	at      int64 // Unix microseconds
+	latency int64 // microseconds
+}
+
+type dayAgg struct {
+	calls, errors int64
+	first, last   int64 // the earliest and latest row time of the day, Unix µs
+	users         map[uint32]*userDay
+}
+
+type userDay struct {
+	calls, errors int64
+	routes        map[uint32]*routeAgg
+}
+
+type routeAgg struct {
+	calls, errors, sum int64
+	hist               usagecalc.Hist
 }
 
 type periodKey struct {
@@ -27,22 +89,38 @@ type periodKey struct {
 	period time.Time
 }
 
-type dayKey struct {
-	user ecoid.ID
-	day  time.Time
+const dayMicros = int64(24 * time.Hour / time.Microsecond)
+
+func dayOf(us int64) int32 { return int32(floorDiv(us, dayMicros)) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
-// NewUsage returns an empty UsageStore.
+func dayTime(d int32) time.Time { return time.UnixMicro(int64(d) * dayMicros).UTC() }
+
+// NewUsageStore returns an empty UsageStore.
 func NewUsageStore() *UsageStore {
 	return &UsageStore{
-		ids:    map[ecoid.ID]struct{}{},
-		counts: map[periodKey]int64{},
-		daily:  map[dayKey]usage.DailyCalls{},
+		maxRows: MaxUsageRows,
+		now:     time.Now,
+		users:   map[ecoid.ID]uint32{},
+		routes:  map[route]uint32{},
+		ids:     map[rowID]struct{}{},
+		pruned:  math.MinInt64,
+		counts:  map[periodKey]int64{},
+		days:    map[int32]*dayAgg{},
+		rolled:  map[int32]bool{},
 	}
 }
 
 // WriteBatch implements usage.Writer: all or nothing, skipping IDs already held; a record
 // that fails Validate refuses the batch with an error wrapping usage.ErrInvalidRecord.
+// Times and latencies are kept to the microsecond, as PostgreSQL keeps them.
 func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error {
 	if err := ctx.Err(); err != nil {
 		return usage.Retriable(err)
@@ -54,16 +132,99 @@ func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range batch {
-		if _, dup := s.ids[r.ID]; dup {
+	for i := range batch {
+		r := &batch[i]
+		var id rowID
+		copy(id[:], r.ID[len(r.ID)-len(id):])
+		if _, dup := s.ids[id]; dup {
 			continue
 		}
-		s.ids[r.ID] = struct{}{}
-		r.Time = r.Time.UTC().Truncate(time.Microsecond) // what PostgreSQL keeps
-		r.Latency = r.Latency.Truncate(time.Microsecond)
-		s.log = append(s.log, r)
+		s.ids[id] = struct{}{}
+		row := usageRow{id: id, status: uint16(r.Status), user: s.user(r.UserID),
+			route: s.route(r.Method, r.Endpoint), at: r.Time.UnixMicro(), latency: r.Latency.Microseconds()}
+		s.log = append(s.log, row)
+		s.fold(&row)
+	}
+	if len(s.log) > s.maxRows {
+		s.dropOldest(len(s.log) - s.maxRows + s.maxRows/8)
 	}
 	return nil
+}
+
+func (s *UsageStore) user(id ecoid.ID) uint32 {
+	if n, ok := s.users[id]; ok {
+		return n
+	}
+	n := uint32(len(s.userIDs))
+	s.users[id] = n
+	s.userIDs = append(s.userIDs, id)
+	return n
+}
+
+func (s *UsageStore) route(method, endpoint string) uint32 {
+	k := route{method, endpoint}
+	if n, ok := s.routes[k]; ok {
+		return n
+	}
+	n := uint32(len(s.routeList))
+	s.routes[k] = n
+	s.routeList = append(s.routeList, k)
+	return n
+}
+
+// fold adds a row to the rollup of its day.
+func (s *UsageStore) fold(r *usageRow) {
+	d := dayOf(r.at)
+	day := s.days[d]
+	if day == nil {
+		day = &dayAgg{first: r.at, last: r.at, users: map[uint32]*userDay{}}
+		s.days[d] = day
+	}
+	day.first, day.last = min(day.first, r.at), max(day.last, r.at)
+	ud := day.users[r.user]
+	if ud == nil {
+		ud = &userDay{routes: map[uint32]*routeAgg{}}
+		day.users[r.user] = ud
+	}
+	ra := ud.routes[r.route]
+	if ra == nil {
+		ra = &routeAgg{hist: usagecalc.Hist{}}
+		ud.routes[r.route] = ra
+	}
+	isErr := int64(0)
+	if usage.IsError(int(r.status)) {
+		isErr = 1
+	}
+	day.calls, day.errors = day.calls+1, day.errors+isErr
+	ud.calls, ud.errors = ud.calls+1, ud.errors+isErr
+	ra.calls, ra.errors, ra.sum = ra.calls+1, ra.errors+isErr, ra.sum+r.latency
+	ra.hist.Add(r.latency, 1)
+}
+
+// dropOldest drops the first n rows of the log (the oldest to arrive).
+func (s *UsageStore) dropOldest(n int) {
+	n = min(n, len(s.log))
+	for i := range s.log[:n] {
+		s.pruned = max(s.pruned, s.log[i].at)
+		delete(s.ids, s.log[i].id)
+	}
+	kept := copy(s.log, s.log[n:])
+	s.log = s.log[:kept]
+}
+
+// dropBefore drops the rows older than cutoff (Unix µs).
+func (s *UsageStore) dropBefore(cutoff int64) {
+	kept := s.log[:0]
+	for _, r := range s.log {
+		if r.at < cutoff {
+			s.pruned = max(s.pruned, r.at)
+			delete(s.ids, r.id)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(s.log[len(kept):])
+	s.log = kept
 }
 
 // AddCall implements usage.Counter.
@@ -98,81 +259,152 @@ func (s *UsageStore) PeriodCalls(_ context.Context, user ecoid.ID, period time.T
 	return s.counts[periodKey{user, usage.PeriodStart(period)}], nil
 }
 
-// each calls f for every logged record of user (every user when user is empty) in
-// [from, to), under the read lock.
-func (s *UsageStore) each(user ecoid.ID, from, to time.Time, f func(r *usage.Record)) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+// plan splits [from, to) into the days answered whole from the rollup and the parts
+// answered from the log. A partial span that holds every row of its day is answered
+// whole too. Call with the lock held.
+func (s *UsageStore) plan(from, to time.Time) (whole []int32, partial []usagecalc.Span) {
+	for _, sp := range usagecalc.Spans(from, to) {
+		d := dayOf(sp.Day.UnixMicro())
+		day := s.days[d]
+		switch {
+		case day == nil:
+			// no calls that day
+		case sp.Whole || (sp.From.UnixMicro() <= day.first && sp.To.UnixMicro() > day.last):
+			whole = append(whole, d)
+		default:
+			partial = append(partial, sp)
+		}
+	}
+	return whole, partial
+}
+
+// scan calls f for every logged row of user (every user when all) inside one of spans.
+// Call with the lock held.
+func (s *UsageStore) scan(user uint32, all bool, spans []usagecalc.Span, f func(r *usageRow)) {
+	if len(spans) == 0 {
+		return
+	}
+	lo, hi := spans[0].From.UnixMicro(), spans[len(spans)-1].To.UnixMicro()
 	for i := range s.log {
 		r := &s.log[i]
-		if (user == "" || r.UserID == user) && !r.Time.Before(from) && r.Time.Before(to) {
-			f(r)
+		if (!all && r.user != user) || r.at < lo || r.at >= hi {
+			continue
+		}
+		for _, sp := range spans {
+			if r.at >= sp.From.UnixMicro() && r.at < sp.To.UnixMicro() {
+				f(r)
+				break
+			}
 		}
 	}
 }
 
-// History implements usage.Reader.
+// History implements usage.Reader; it reads only the rollup.
 func (s *UsageStore) History(_ context.Context, user ecoid.ID, from time.Time, days int) ([]usage.DailyCalls, error) {
 	if days < 1 {
 		return nil, fmt.Errorf("memory: usage history: days %d < 1", days)
 	}
 	start := usage.DayStart(from)
-	byDay := map[time.Time]*usage.DailyCalls{}
-	s.each(user, start, start.AddDate(0, 0, days), func(r *usage.Record) {
-		day := usage.DayStart(r.Time)
-		d := byDay[day]
-		if d == nil {
-			d = &usage.DailyCalls{Date: day}
-			byDay[day] = d
-		}
-		d.Calls++
-		if usage.IsError(r.Status) {
-			d.Errors++
-		}
-	})
-	sparse := make([]usage.DailyCalls, 0, len(byDay))
-	for _, d := range byDay {
-		sparse = append(sparse, *d)
+	out := usagecalc.FillDays(start, days, nil)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[user]
+	if !ok {
+		return out, nil
 	}
-	return usage.FillDays(start, days, sparse), nil
+	first := dayOf(start.UnixMicro())
+	for i := range out {
+		if day := s.days[first+int32(i)]; day != nil {
+			if ud := day.users[u]; ud != nil {
+				out[i].Calls, out[i].Errors = ud.calls, ud.errors
+			}
+		}
+	}
+	return out, nil
 }
 
-// Endpoints implements usage.Reader.
+type endpointAcc struct {
+	calls, errors, sum int64
+	hist               usagecalc.Hist
+	latencies          []float64
+}
+
+// Endpoints implements usage.Reader. The percentile is exact when no whole day of the
+// range is rolled up and the log still holds every row of the range; otherwise it is
+// estimated from the histograms.
 func (s *UsageStore) Endpoints(_ context.Context, user ecoid.ID, from, to time.Time) ([]usage.EndpointStats, error) {
-	type acc struct {
-		calls, errors int64
-		latencies     []float64 // microseconds
-		sum           int64
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[user]
+	if !ok || !from.Before(to) {
+		return []usage.EndpointStats{}, nil
 	}
-	type key struct{ method, endpoint string }
-	groups := map[key]*acc{}
-	s.each(user, from, to, func(r *usage.Record) {
-		k := key{r.Method, r.Endpoint}
-		a := groups[k]
-		if a == nil {
-			a = &acc{}
-			groups[k] = a
+	whole, partial := s.plan(from, to)
+	exact := from.UnixMicro() > s.pruned
+	for _, d := range whole {
+		if s.rolled[d] {
+			exact = false
 		}
+	}
+	groups := map[uint32]*endpointAcc{}
+	acc := func(r uint32) *endpointAcc {
+		a := groups[r]
+		if a == nil {
+			a = &endpointAcc{hist: usagecalc.Hist{}}
+			groups[r] = a
+		}
+		return a
+	}
+	add := func(r *usageRow) {
+		a := acc(r.route)
 		a.calls++
-		if usage.IsError(r.Status) {
+		if usage.IsError(int(r.status)) {
 			a.errors++
 		}
-		us := r.Latency.Microseconds()
-		a.sum += us
-		a.latencies = append(a.latencies, float64(us))
-	})
-	out := make([]usage.EndpointStats, 0, len(groups))
-	for k, a := range groups {
-		out = append(out, usage.NewEndpointStats(k.method, k.endpoint, a.calls, a.errors, a.sum, usage.Percentile(a.latencies, 0.95)))
+		a.sum += r.latency
+		if exact {
+			a.latencies = append(a.latencies, float64(r.latency))
+		} else {
+			a.hist.Add(r.latency, 1)
+		}
 	}
-	usage.SortEndpoints(out)
+	if exact {
+		s.scan(u, false, usagecalc.Spans(from, to), add)
+	} else {
+		for _, d := range whole {
+			if ud := s.days[d].users[u]; ud != nil {
+				for r, ra := range ud.routes {
+					a := acc(r)
+					a.calls, a.errors, a.sum = a.calls+ra.calls, a.errors+ra.errors, a.sum+ra.sum
+					a.hist.Merge(ra.hist)
+				}
+			}
+		}
+		s.scan(u, false, partial, add)
+	}
+	out := make([]usage.EndpointStats, 0, len(groups))
+	for r, a := range groups {
+		p95 := a.hist.Quantile(0.95)
+		if exact {
+			p95 = usagecalc.Percentile(a.latencies, 0.95)
+		}
+		rt := s.routeList[r]
+		out = append(out, usagecalc.EndpointStats(rt.method, rt.endpoint, a.calls, a.errors, a.sum, p95))
+	}
+	usagecalc.SortEndpoints(out)
 	return out, nil
 }
 
 // TotalCalls implements usage.Reader.
 func (s *UsageStore) TotalCalls(_ context.Context, from, to time.Time) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	whole, partial := s.plan(from, to)
 	var n int64
-	s.each("", from, to, func(*usage.Record) { n++ })
+	for _, d := range whole {
+		n += s.days[d].calls
+	}
+	s.scan(0, true, partial, func(*usageRow) { n++ })
 	return n, nil
 }
 
@@ -181,42 +413,47 @@ func (s *UsageStore) TopUsers(_ context.Context, from, to time.Time, n int) ([]u
 	if n < 1 {
 		return nil, nil
 	}
-	counts := map[ecoid.ID]int64{}
-	s.each("", from, to, func(r *usage.Record) { counts[r.UserID]++ })
-	out := make([]usage.UserCalls, 0, len(counts))
-	for u, c := range counts {
-		out = append(out, usage.UserCalls{UserID: u, Calls: c})
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	whole, partial := s.plan(from, to)
+	counts := map[string]int64{}
+	for _, d := range whole {
+		for u, ud := range s.days[d].users {
+			counts[string(s.userIDs[u])] += ud.calls
+		}
 	}
-	usage.SortUsers(out)
-	if len(out) > n {
-		out = out[:n]
-	}
-	return out, nil
+	s.scan(0, true, partial, func(r *usageRow) { counts[string(s.userIDs[r.user])]++ })
+	return usagecalc.TopUsers(counts, n), nil
 }
 
-// Aggregate implements usage.Reader: it replaces the day's rollup with a fresh count.
+// Aggregate implements usage.Reader. The rollup of every day is kept up to date by each
+// write (and so survives the detailed rows that retention drops); Aggregate registers a
+// closed day as rolled up, which makes Daily list it.
 func (s *UsageStore) Aggregate(_ context.Context, day time.Time) error {
-	start := usage.DayStart(day)
-	fresh := map[dayKey]usage.DailyCalls{}
-	s.each("", start, start.AddDate(0, 0, 1), func(r *usage.Record) {
-		k := dayKey{r.UserID, start}
-		d := fresh[k]
-		d.Date = start
-		d.Calls++
-		if usage.IsError(r.Status) {
-			d.Errors++
-		}
-		fresh[k] = d
-	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k := range s.daily {
-		if k.day.Equal(start) {
-			delete(s.daily, k)
+	if usagecalc.Closed(day, s.now()) {
+		s.rolled[dayOf(usage.DayStart(day).UnixMicro())] = true
+	}
+	return nil
+}
+
+// Maintain implements usage.Maintainer: it registers every closed day with calls as
+// rolled up and, when retention is positive, drops the detailed rows older than
+// now-retention.
+func (s *UsageStore) Maintain(ctx context.Context, now time.Time, retention time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for d := range s.days {
+		if usagecalc.Closed(dayTime(d), now) {
+			s.rolled[d] = true
 		}
 	}
-	for k, d := range fresh {
-		s.daily[k] = d
+	if retention > 0 {
+		s.dropBefore(now.Add(-retention).UnixMicro())
 	}
 	return nil
 }
@@ -226,12 +463,17 @@ func (s *UsageStore) Daily(_ context.Context, user ecoid.ID, from, to time.Time)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []usage.DailyCalls
-	for d := usage.DayStart(from); d.Before(to); d = d.AddDate(0, 0, 1) {
-		if d.Before(from) {
+	u, ok := s.users[user]
+	if !ok {
+		return nil, nil
+	}
+	for day := usage.DayStart(from); day.Before(to); day = day.AddDate(0, 0, 1) {
+		d := dayOf(day.UnixMicro())
+		if day.Before(from) || !s.rolled[d] || s.days[d] == nil {
 			continue
 		}
-		if dc, ok := s.daily[dayKey{user, d}]; ok {
-			out = append(out, dc)
+		if ud := s.days[d].users[u]; ud != nil {
+			out = append(out, usage.DailyCalls{Date: day, Calls: ud.calls, Errors: ud.errors})
 		}
 	}
 	return out, nil

@@ -174,3 +174,31 @@ func (s *SSOStore) DeleteExpiredCodes(ctx context.Context, before time.Time) (in
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+// BindSession implements sso.Store.
+func (s *SSOStore) BindSession(ctx context.Context, sessionID, projectID ecoid.ID, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO eco_oauth_sessions (session_id, project_id, created_at)
+		VALUES ($1, $2, $3)`, sessionID, projectID, at)
+	switch {
+	case uniqueViolation(err, ""):
+		return fmt.Errorf("postgres: bind session: %w", sso.ErrConflict)
+	case authFKViolation(err):
+		return fmt.Errorf("postgres: bind session: %w", sso.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("postgres: bind session: %w", err)
+	}
+	return nil
+}
+
+// SessionProject implements sso.Store.
+func (s *SSOStore) SessionProject(ctx context.Context, sessionID ecoid.ID) (ecoid.ID, error) {
+	var p ecoid.ID
+	err := s.db.QueryRowContext(ctx, `SELECT project_id FROM eco_oauth_sessions WHERE session_id = $1`, sessionID).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", sso.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: session project: %w", err)
+	}
+	return p, nil
+}

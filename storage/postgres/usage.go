@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/usagecalc"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -142,22 +143,6 @@ func (s *UsageStore) insertBatch(ctx context.Context, batch []usage.Record) erro
 	return err
 }
 
-// classify wraps a driver error for the Tracker: transient ones as usage.Retriable,
-// data and constraint violations (SQLSTATE classes 22 and 23) as usage.ErrInvalidRecord.
-func classify(op string, err error) error {
-	if usage.IsRetriable(err) {
-		return usage.Retriable(fmt.Errorf("postgres: %s: %w", op, err))
-	}
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		switch pqErr.Code.Class() {
-		case "22", "23":
-			return fmt.Errorf("postgres: %s: %w: %w", op, usage.ErrInvalidRecord, err)
-		}
-	}
-	return fmt.Errorf("postgres: %s: %w", op, err)
-}
-
 func dateString(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
 // AddCall implements usage.Counter in one statement: the row lock taken by ON CONFLICT
@@ -238,7 +223,7 @@ func (s *UsageStore) History(ctx context.Context, user ecoid.ID, from time.Time,
 	if err != nil {
 		return nil, err
 	}
-	return usage.FillDays(start, days, sparse), nil
+	return usagecalc.FillDays(start, days, sparse), nil
 }
 
 // Endpoints implements usage.Reader. The rates and rounding are computed in Go by the
@@ -262,9 +247,9 @@ func (s *UsageStore) Endpoints(ctx context.Context, user ecoid.ID, from, to time
 	}
 	out := make([]usage.EndpointStats, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, usage.NewEndpointStats(r.Method, r.Endpoint, r.Calls, r.Errors, r.Sum, r.P95))
+		out = append(out, usagecalc.EndpointStats(r.Method, r.Endpoint, r.Calls, r.Errors, r.Sum, r.P95))
 	}
-	usage.SortEndpoints(out)
+	usagecalc.SortEndpoints(out)
 	return out, nil
 }
 

@@ -26,6 +26,7 @@ func testSSO(t *testing.T, newStores NewStores) {
 		{"CodeRedeemedOnce", ssoCodeRedeemedOnce},
 		{"ConcurrentRedeemOneWins", ssoConcurrentRedeem},
 		{"DeleteExpiredCodes", ssoDeleteExpiredCodes},
+		{"SessionBinding", ssoSessionBinding},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newStores(t)
@@ -165,5 +166,27 @@ func ssoDeleteExpiredCodes(t *testing.T, s sso.Store, users auth.Store) {
 	}
 	if _, err := s.RedeemCode(ctx, fresh.Hash, ssoT0); err != nil {
 		t.Fatalf("fresh code after delete: %v", err)
+	}
+}
+
+func ssoSessionBinding(t *testing.T, s sso.Store, users auth.Store) {
+	ctx := context.Background()
+	p := ssoProject(t, s, "x")
+	u := ssoUser(t, users)
+	sid := ecoid.New(ecoid.Session)
+	if err := users.CreateSession(ctx, auth.Session{ID: sid, UserID: u, RefreshHash: []byte("h"), CreatedAt: ssoT0, RotatedAt: ssoT0, ExpiresAt: ssoT0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SessionProject(ctx, sid); !errors.Is(err, sso.ErrNotFound) {
+		t.Fatalf("unbound SessionProject = %v, want ErrNotFound", err)
+	}
+	if err := s.BindSession(ctx, sid, p.ID, ssoT0); err != nil {
+		t.Fatalf("BindSession: %v", err)
+	}
+	if got, err := s.SessionProject(ctx, sid); err != nil || got != p.ID {
+		t.Fatalf("SessionProject = %s, %v; want %s", got, err, p.ID)
+	}
+	if err := s.BindSession(ctx, sid, p.ID, ssoT0); !errors.Is(err, sso.ErrConflict) {
+		t.Fatalf("second BindSession = %v, want ErrConflict", err)
 	}
 }

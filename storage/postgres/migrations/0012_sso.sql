@@ -23,3 +23,11 @@ CREATE TABLE eco_oauth_codes (
     created_at   timestamptz NOT NULL
 );
 CREATE INDEX eco_oauth_codes_expires_idx ON eco_oauth_codes (expires_at);
+
+-- Sessions opened by a code exchange, bound to their project: a refresh token is honoured
+-- at the token endpoint only for the project it was issued to.
+CREATE TABLE eco_oauth_sessions (
+    session_id text PRIMARY KEY REFERENCES eco_sessions (id) ON DELETE CASCADE,
+    project_id text NOT NULL REFERENCES eco_projects (id) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL
+);

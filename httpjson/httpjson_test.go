@@ -18,6 +18,7 @@ func decode(body string) (payload, error, *httptest.ResponseRecorder) {
 	var p payload
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
 	err := Decode(w, r, &p)
 	return p, err, w
 }
@@ -81,5 +82,51 @@ func TestWriteUnencodableValue(t *testing.T) {
 	Write(w, http.StatusOK, func() {})
 	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "internal_error") {
 		t.Fatalf("got %d %s", w.Code, w.Body)
+	}
+}
+
+func TestDecodeRefusesBodiesThatAreNotJSON(t *testing.T) {
+	for _, ct := range []string{"", "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "json"} {
+		var p payload
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"name":"a"}`))
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		err := Decode(httptest.NewRecorder(), r, &p)
+		if !errors.Is(err, ErrUnsupportedMediaType) || p.Name != "" {
+			t.Fatalf("Content-Type %q: %v, decoded %+v; want ErrUnsupportedMediaType and nothing decoded", ct, err, p)
+		}
+		w := httptest.NewRecorder()
+		WriteDecodeError(w, err)
+		if w.Code != http.StatusUnsupportedMediaType || !strings.Contains(w.Body.String(), `"unsupported_media_type"`) {
+			t.Fatalf("answer %d %s", w.Code, w.Body)
+		}
+	}
+	for _, ct := range []string{"application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json"} {
+		var p payload
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"name":"a"}`))
+		r.Header.Set("Content-Type", ct)
+		if err := Decode(httptest.NewRecorder(), r, &p); err != nil || p.Name != "a" {
+			t.Fatalf("Content-Type %q: %v", ct, err)
+		}
+	}
+	// No body at all is not a media-type question: it stays 400 invalid_json.
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	if err := Decode(httptest.NewRecorder(), r, &payload{}); !errors.Is(err, ErrInvalidJSON) {
+		t.Fatalf("no body: %v", err)
+	}
+}
+
+func TestWriteSecretIsNotCacheable(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteSecret(w, http.StatusCreated, map[string]string{"access_token": "t"})
+	if w.Code != 201 || w.Header().Get("Cache-Control") != "no-store" || w.Header().Get("Pragma") != "no-cache" ||
+		!strings.Contains(w.Body.String(), `"access_token"`) {
+		t.Fatalf("got %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	w = httptest.NewRecorder()
+	Write(w, http.StatusOK, map[string]string{"ok": "1"})
+	if w.Header().Get("Cache-Control") != "" {
+		t.Fatal("Write marked an ordinary answer no-store")
 	}
 }

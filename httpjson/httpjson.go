@@ -1,5 +1,7 @@
-// Package httpjson writes and reads the JSON bodies shared by Nexus middleware and the
-// example server: values, and errors of the form {"error":{"code":"…","message":"…"}}.
+// Package httpjson writes and reads the JSON bodies of Nexus's middleware and of
+// examples/server, for handlers of your own that should answer the same way: values,
+// errors of the form {"error":{"code":"…","message":"…"}}, and request bodies decoded with
+// a 1 MiB limit. Its functions are safe for concurrent use.
 package httpjson
 
 import (
@@ -7,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"strings"
 )
 
 // MaxBodyBytes is the largest request body Decode reads (1 MiB).
@@ -38,23 +42,59 @@ func Write(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
+// WriteSecret is Write for an answer that carries a secret (an access or refresh token, an
+// API key, a client secret, a TOTP secret, recovery codes): it adds Cache-Control:
+// no-store and Pragma: no-cache (RFC 6749 section 5.1), so no browser or proxy cache keeps
+// a copy.
+func WriteSecret(w http.ResponseWriter, status int, v any) {
+	NoStore(w.Header())
+	Write(w, status, v)
+}
+
+// NoStore sets the headers that keep an answer out of every cache: Cache-Control:
+// no-store and Pragma: no-cache. WriteSecret uses it; a handler whose secret answer is not
+// written by Write (a redirect carrying a code, say) calls it directly.
+func NoStore(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
 // WriteError writes {"error":{"code":code,"message":message}} with the given status.
 func WriteError(w http.ResponseWriter, status int, code, message string) {
 	Write(w, status, errorBody{Error: Error{Code: code, Message: message}})
 }
 
-// Errors that Decode returns; both wrap the underlying cause.
+// Errors that Decode returns; each wraps the underlying cause.
 var (
 	// ErrInvalidJSON means the body is not one JSON value of the expected shape.
 	ErrInvalidJSON = errors.New("invalid JSON body")
 	// ErrTooLarge means the body is larger than MaxBodyBytes.
 	ErrTooLarge = errors.New("request body too large")
+	// ErrUnsupportedMediaType means the request has a body whose Content-Type is not
+	// JSON. Refusing it keeps a cross-site HTML form or a "simple" fetch (text/plain,
+	// sent without a CORS preflight) from reaching a JSON route.
+	ErrUnsupportedMediaType = errors.New("request body is not application/json")
 )
 
+// IsJSON reports whether a Content-Type header value names JSON: application/json or an
+// application/…+json type, parameters (charset) allowed, case-insensitive.
+func IsJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
 // Decode reads one JSON value from the body of r into dst, reading at most MaxBodyBytes.
-// It returns an error wrapping ErrTooLarge or ErrInvalidJSON (malformed JSON, a value of
-// the wrong type, or anything after the value). An empty body is ErrInvalidJSON.
+// It returns an error wrapping ErrUnsupportedMediaType when the request declares a body
+// (Content-Length above 0, or unknown) whose Content-Type is not JSON (see IsJSON),
+// ErrTooLarge, or ErrInvalidJSON (malformed JSON, a value of the wrong type, or anything
+// after the value). An empty body is ErrInvalidJSON.
 func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	if r.ContentLength != 0 && !IsJSON(r.Header.Get("Content-Type")) {
+		return fmt.Errorf("%w: send Content-Type: application/json", ErrUnsupportedMediaType)
+	}
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(dst); err != nil {
@@ -96,8 +136,13 @@ func describe(err error) string {
 	}
 }
 
-// WriteDecodeError answers a Decode error: 413 body_too_large or 400 invalid_json.
+// WriteDecodeError answers a Decode error: 415 unsupported_media_type, 413
+// body_too_large or 400 invalid_json.
 func WriteDecodeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrUnsupportedMediaType) {
+		WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", err.Error())
+		return
+	}
 	if errors.Is(err, ErrTooLarge) {
 		WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", err.Error())
 		return

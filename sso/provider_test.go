@@ -1,0 +1,458 @@
+package sso_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/sso"
+	"github.com/nexus-ecosystem/nexus/storage/memory"
+)
+
+const testPassword = "Correct-Horse-9-battery"
+
+// idp is a provider over memory stores on an httptest server, with one user and one
+// project the user has a grant on.
+type idp struct {
+	srv      *httptest.Server
+	auth     *auth.Service
+	store    *memory.SSOStore
+	provider *sso.Provider
+	project  sso.Project
+	secret   string
+	user     auth.User
+	redirect string
+}
+
+func newIDP(t *testing.T) *idp {
+	t.Helper()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	seed := make([]byte, ed25519.SeedSize)
+	seed[3] = 9
+	is, err := auth.NewIssuer(auth.IssuerConfig{SigningKey: ed25519.NewKeyFromSeed(seed), SigningKeyID: "k1", Issuer: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.NewService(auth.Config{Store: memory.NewAuthStore(), Issuer: is, BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memory.NewSSOStore()
+	projects := sso.NewProjects(store, nil)
+	p, err := sso.NewProvider(sso.ProviderConfig{Issuer: srv.URL, Auth: svc, Projects: projects, Store: store, Cookies: auth.CookieConfig{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Register(mux)
+	ctx := context.Background()
+	res, err := svc.Register(ctx, auth.Client{}, "ann@example.com", testPassword, "Ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect := "http://127.0.0.1:1/callback"
+	proj, secret, err := projects.Register(ctx, "Atlas", []string{redirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.GrantAccess(ctx, auth.Client{}, res.User.ID, proj.ID, auth.RoleMember); err != nil {
+		t.Fatal(err)
+	}
+	return &idp{srv: srv, auth: svc, store: store, provider: p, project: proj, secret: secret, user: res.User, redirect: redirect}
+}
+
+// browser is an HTTP client with cookies that does not follow redirects, so the test sees
+// where the provider sends it.
+func browser(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type pkce struct{ verifier, challenge string }
+
+func newPKCE() pkce {
+	v := strings.Repeat("v", 20) + base64.RawURLEncoding.EncodeToString([]byte(ecoid.New(ecoid.Event)))
+	sum := sha256.Sum256([]byte(v))
+	return pkce{v, base64.RawURLEncoding.EncodeToString(sum[:])}
+}
+
+func (d *idp) authorizeURL(pk pkce, extra url.Values) string {
+	q := url.Values{"response_type": {"code"}, "client_id": {string(d.project.ID)}, "redirect_uri": {d.redirect},
+		"scope": {"openid email profile"}, "state": {"st-1"}, "nonce": {"no-1"},
+		"code_challenge": {pk.challenge}, "code_challenge_method": {"S256"}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	return d.srv.URL + "/oauth/authorize?" + q.Encode()
+}
+
+var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// signIn fetches the sign-in page and posts the credentials from the same origin; it
+// returns the final answer.
+func (d *idp) signIn(t *testing.T, c *http.Client, authURL, email, password string) *http.Response {
+	t.Helper()
+	resp, err := c.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `name="password"`) {
+		t.Fatalf("authorize without a session: %d, want the sign-in page; %s", resp.StatusCode, body)
+	}
+	form := url.Values{"email": {email}, "password": {password}}
+	for _, m := range hiddenRE.FindAllStringSubmatch(string(body), -1) {
+		form.Set(m[1], htmlUnescape(m[2]))
+	}
+	req, _ := http.NewRequest(http.MethodPost, d.srv.URL+"/oauth/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", d.srv.URL)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func htmlUnescape(s string) string {
+	return strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#34;", `"`, "&#39;", "'", "&lt;", "<", "&gt;", ">").Replace(s)
+}
+
+// codeFrom reads the code from a redirect to the client and checks state and iss.
+func (d *idp) codeFrom(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || err != nil {
+		t.Fatalf("want a 303 to the client, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if got := loc.Scheme + "://" + loc.Host + loc.Path; got != d.redirect {
+		t.Fatalf("redirected to %s, want %s", got, d.redirect)
+	}
+	q := loc.Query()
+	if q.Get("state") != "st-1" || q.Get("iss") != d.srv.URL || q.Get("code") == "" {
+		t.Fatalf("redirect query %v", q)
+	}
+	return q.Get("code")
+}
+
+func (d *idp) exchange(t *testing.T, form url.Values, basic bool) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, d.srv.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basic {
+		req.SetBasicAuth(url.QueryEscape(string(d.project.ID)), url.QueryEscape(d.secret))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("token answer Cache-Control = %q, want no-store", resp.Header.Get("Cache-Control"))
+	}
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+func (d *idp) codeGrant(code string, pk pkce) url.Values {
+	return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {d.redirect}, "code_verifier": {pk.verifier}}
+}
+
+func TestCodeFlowWithPKCE(t *testing.T) {
+	d := newIDP(t)
+	pk := newPKCE()
+	c := browser(t)
+	code := d.codeFrom(t, d.signIn(t, c, d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+
+	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
+	if status != http.StatusOK || tok["token_type"] != "Bearer" || tok["id_token"] == nil || tok["refresh_token"] == nil {
+		t.Fatalf("token exchange: %d %v", status, tok)
+	}
+	claims := jwtPayload(t, tok["id_token"].(string))
+	for k, want := range map[string]any{"iss": d.srv.URL, "sub": string(d.user.ID), "aud": string(d.project.ID), "nonce": "no-1", "email": "ann@example.com", "name": "Ann"} {
+		if claims[k] != want {
+			t.Errorf("id_token %s = %v, want %v", k, claims[k], want)
+		}
+	}
+	for _, k := range []string{"exp", "iat", "auth_time"} {
+		if _, ok := claims[k].(float64); !ok {
+			t.Errorf("id_token lacks %s: %v", k, claims)
+		}
+	}
+	// The access token is a project token and opens userinfo.
+	req, _ := http.NewRequest(http.MethodGet, d.srv.URL+"/oauth/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tok["access_token"].(string))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || info["sub"] != string(d.user.ID) || info["email"] != "ann@example.com" {
+		t.Fatalf("userinfo: %d %v", resp.StatusCode, info)
+	}
+
+	// A signed-in user is not asked again: the cookie from the sign-in suffices.
+	pk2 := newPKCE()
+	resp, err = c.Get(d.authorizeURL(pk2, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code2 := d.codeFrom(t, resp); code2 == code {
+		t.Fatal("the second authorization returned the first code again")
+	}
+
+	// Refresh with client_secret_post, rotating the token.
+	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)},
+		"client_id": {string(d.project.ID)}, "client_secret": {d.secret}}, false)
+	if status != http.StatusOK || again["refresh_token"] == tok["refresh_token"] || again["id_token"] == nil {
+		t.Fatalf("refresh: %d %v", status, again)
+	}
+	// The retired refresh token is reuse: refused, and the session dies.
+	if status, _ := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}, true); status != http.StatusBadRequest {
+		t.Fatalf("reused refresh token: %d, want 400", status)
+	}
+	if status, _ := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {again["refresh_token"].(string)}}, true); status != http.StatusBadRequest {
+		t.Fatalf("refresh after reuse revoked the session: %d, want 400", status)
+	}
+}
+
+func TestCodeIsUsableOnceAndReuseRevokes(t *testing.T) {
+	d := newIDP(t)
+	pk := newPKCE()
+	code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
+	if status != http.StatusOK {
+		t.Fatalf("first exchange: %d %v", status, tok)
+	}
+	status, body := d.exchange(t, d.codeGrant(code, pk), true)
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("second exchange: %d %v, want 400 invalid_grant", status, body)
+	}
+	// What the first use issued is revoked: its refresh token no longer works.
+	if status, _ := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}, true); status != http.StatusBadRequest {
+		t.Fatalf("refresh after code reuse: %d, want 400", status)
+	}
+}
+
+func TestTokenEndpointEnforcesPKCEAndClientBinding(t *testing.T) {
+	d := newIDP(t)
+	other, otherSecret, err := sso.NewProjects(d.store, nil).Register(context.Background(), "Other", []string{d.redirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(v url.Values){
+		"wrong verifier":     func(v url.Values) { v.Set("code_verifier", strings.Repeat("x", 43)) },
+		"missing verifier":   func(v url.Values) { v.Del("code_verifier") },
+		"other redirect_uri": func(v url.Values) { v.Set("redirect_uri", d.redirect+"x") },
+	} {
+		pk := newPKCE()
+		code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+		form := d.codeGrant(code, pk)
+		mutate(form)
+		if status, body := d.exchange(t, form, true); status != http.StatusBadRequest {
+			t.Errorf("%s: %d %v, want 400", name, status, body)
+		}
+	}
+	// A code issued to Atlas cannot be redeemed by another client.
+	pk := newPKCE()
+	code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+	form := d.codeGrant(code, pk)
+	form.Set("client_id", string(other.ID))
+	form.Set("client_secret", otherSecret)
+	if status, body := d.exchange(t, form, false); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("code of another client: %d %v", status, body)
+	}
+	// Wrong client secret.
+	form = d.codeGrant("x", pk)
+	form.Set("client_id", string(d.project.ID))
+	form.Set("client_secret", "wrong")
+	if status, body := d.exchange(t, form, false); status != http.StatusUnauthorized || body["error"] != "invalid_client" {
+		t.Fatalf("wrong secret: %d %v", status, body)
+	}
+}
+
+func TestAuthorizeNeverRedirectsToUnregisteredURI(t *testing.T) {
+	d := newIDP(t)
+	pk := newPKCE()
+	for name, extra := range map[string]url.Values{
+		"unregistered":   {"redirect_uri": {"https://evil.test/cb"}},
+		"prefix":         {"redirect_uri": {d.redirect + "/more"}},
+		"unknown client": {"client_id": {string(ecoid.New(ecoid.Project))}, "redirect_uri": {"https://evil.test/cb"}},
+		"bad client":     {"client_id": {"nope"}},
+	} {
+		resp, err := browser(t).Get(d.authorizeURL(pk, extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("%s: %d Location=%q, want 400 and no redirect", name, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	// Errors after the redirect URI is known go back to it: PKCE is required.
+	resp, err := browser(t).Get(d.authorizeURL(pk, url.Values{"code_challenge_method": {"plain"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || loc.Query().Get("error") != "invalid_request" || loc.Query().Get("state") != "st-1" {
+		t.Fatalf("plain PKCE: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestUserWithoutGrantGetsNoCode(t *testing.T) {
+	d := newIDP(t)
+	if _, err := d.auth.Register(context.Background(), auth.Client{}, "bob@example.com", testPassword, "Bob"); err != nil {
+		t.Fatal(err)
+	}
+	resp := d.signIn(t, browser(t), d.authorizeURL(newPKCE(), nil), "bob@example.com", testPassword)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if loc.Query().Get("error") != "access_denied" || loc.Query().Get("code") != "" {
+		t.Fatalf("user without a grant: %d %q, want access_denied and no code", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestSignInFormRefusesCrossSiteAndMissingCSRF(t *testing.T) {
+	d := newIDP(t)
+	pk := newPKCE()
+	form := url.Values{"email": {"ann@example.com"}, "password": {testPassword}}
+	for k, v := range mustQuery(d.authorizeURL(pk, nil)) {
+		form[k] = v
+	}
+	// No CSRF cookie/field: refused even from the same origin.
+	req, _ := http.NewRequest(http.MethodPost, d.srv.URL+"/oauth/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Set-Cookie") != "" && strings.Contains(resp.Header.Get("Set-Cookie"), "nexus_access") {
+		t.Fatalf("no CSRF token: %d", resp.StatusCode)
+	}
+	// Cross-site: refused by CrossOriginProtection.
+	req, _ = http.NewRequest(http.MethodPost, d.srv.URL+"/oauth/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err = browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site sign-in post: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestWrongPasswordShowsThePageAgain(t *testing.T) {
+	d := newIDP(t)
+	resp := d.signIn(t, browser(t), d.authorizeURL(newPKCE(), nil), "ann@example.com", "wrong-password-1A!")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != "" || !strings.Contains(string(body), "Wrong email") {
+		t.Fatalf("wrong password: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("sign-in page CSP = %q", csp)
+	}
+}
+
+func TestDiscoveryAndJWKS(t *testing.T) {
+	d := newIDP(t)
+	var doc sso.Discovery
+	getJSON(t, d.srv.URL+"/.well-known/openid-configuration", &doc)
+	if doc.Issuer != d.srv.URL || doc.JWKSURI != d.srv.URL+"/.well-known/jwks.json" || doc.CodeChallengeMethodsSupported[0] != "S256" ||
+		doc.ResponseTypesSupported[0] != "code" || doc.IDTokenSigningAlgValuesSupported[0] != "EdDSA" {
+		t.Fatalf("discovery = %+v", doc)
+	}
+	var set auth.JWKSet
+	getJSON(t, doc.JWKSURI, &set)
+	if len(set.Keys) != 1 || set.Keys[0].KeyID != "k1" {
+		t.Fatalf("jwks = %+v", set)
+	}
+}
+
+func TestRemoteVerifierTrustsDiscoveryOnly(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	v, err := sso.NewRemoteVerifier(ctx, sso.RemoteConfig{Issuer: d.srv.URL, Audience: string(d.project.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := sso.MintProjectToken(d.auth.Issuer(), sso.ProjectClaims{UserID: d.user.ID, ProjectID: d.project.ID, Role: auth.RoleMember}, 0, timeNow())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(ctx, tok)
+	if err != nil || c.UserID != d.user.ID || c.Role != auth.RoleMember {
+		t.Fatalf("remote Verify = %+v, %v", c, err)
+	}
+	// Another project's token does not verify here.
+	tokOther, _, _ := sso.MintProjectToken(d.auth.Issuer(), sso.ProjectClaims{UserID: d.user.ID, ProjectID: ecoid.New(ecoid.Project), Role: auth.RoleOwner}, 0, timeNow())
+	if _, err := v.Verify(ctx, tokOther); !errors.Is(err, sso.ErrInvalidToken) {
+		t.Fatalf("other audience: %v", err)
+	}
+	// A wrong issuer is refused at start-up.
+	if _, err := sso.NewRemoteVerifier(ctx, sso.RemoteConfig{Issuer: d.srv.URL + "/x", Audience: string(d.project.ID)}); !errors.Is(err, sso.ErrDiscovery) {
+		t.Fatalf("wrong issuer: %v", err)
+	}
+}
+
+func mustQuery(raw string) url.Values {
+	u, _ := url.Parse(raw)
+	return u.Query()
+}
+
+func getJSON(t *testing.T, u string, into any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", u, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func jwtPayload(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func timeNow() time.Time { return time.Now() }

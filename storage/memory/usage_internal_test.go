@@ -1,0 +1,135 @@
+package memory
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/usage"
+)
+
+func usageRecords(user ecoid.ID, start time.Time, n int, step time.Duration) []usage.Record {
+	out := make([]usage.Record, n)
+	for i := range out {
+		at := start.Add(time.Duration(i) * step)
+		status := 200
+		if i%10 == 0 {
+			status = 500
+		}
+		out[i] = usage.Record{ID: ecoid.NewAt(ecoid.Usage, at), UserID: user, Endpoint: "/api/v1/ping",
+			Method: "GET", Status: status, Latency: time.Duration(i%100) * time.Millisecond, Time: at}
+	}
+	return out
+}
+
+// The log is bounded by its row cap while the rollup and the counters stay exact.
+func TestUsageLogIsBoundedAndCountsStayExact(t *testing.T) {
+	ctx := context.Background()
+	s := NewUsageStore()
+	s.maxRows = 1000
+	user := ecoid.New(ecoid.User)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	const total = 20_000 // 5 days of one call a 21.6 s
+	recs := usageRecords(user, start, total, 5*24*time.Hour/total)
+	for i := 0; i < total; i += 100 {
+		if err := s.WriteBatch(ctx, recs[i:i+100]); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.log) > s.maxRows || len(s.ids) > s.maxRows {
+			t.Fatalf("after %d records the log holds %d rows and %d IDs, cap %d", i+100, len(s.log), len(s.ids), s.maxRows)
+		}
+	}
+	hist, err := s.History(ctx, user, start, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range hist {
+		if d.Calls != total/5 || d.Errors != total/50 {
+			t.Fatalf("history after the log was thinned: %+v", hist)
+		}
+	}
+	if n, _ := s.TotalCalls(ctx, start, start.AddDate(0, 0, 5)); n != total {
+		t.Fatalf("TotalCalls = %d, want %d", n, total)
+	}
+	eps, _ := s.Endpoints(ctx, user, start, start.AddDate(0, 0, 5))
+	if len(eps) != 1 || eps[0].Calls != total || eps[0].ErrorRate != 0.1 {
+		t.Fatalf("Endpoints = %+v", eps)
+	}
+	if p := eps[0].P95LatencyMS; p < 94*(1-1.0/16) || p > 94*(1+1.0/16) { // exact: 94.05 ms
+		t.Fatalf("estimated p95 %.3f ms, want about 94 ms", p)
+	}
+}
+
+// Maintain drops the rows older than its retention and registers closed days.
+func TestUsageMaintainAppliesRetention(t *testing.T) {
+	ctx := context.Background()
+	s := NewUsageStore()
+	user := ecoid.New(ecoid.User)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	if err := s.WriteBatch(ctx, usageRecords(user, start, 96, time.Hour)); err != nil { // 4 days
+		t.Fatal(err)
+	}
+	now := start.AddDate(0, 0, 4).Add(time.Hour)
+	if err := s.Maintain(ctx, now, 49*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.log {
+		if r.at < now.Add(-49*time.Hour).UnixMicro() {
+			t.Fatalf("a row of %v survived a 49 h retention at %v", time.UnixMicro(r.at).UTC(), now)
+		}
+	}
+	if len(s.log) != 48 || len(s.ids) != 48 {
+		t.Fatalf("log %d rows, %d IDs; want the last 48", len(s.log), len(s.ids))
+	}
+	daily, _ := s.Daily(ctx, user, start, now)
+	if len(daily) != 4 || daily[0].Calls != 24 {
+		t.Fatalf("Daily after retention: %+v", daily)
+	}
+}
+
+func TestUsageRowIsSmallAndPointerFree(t *testing.T) {
+	if n := unsafe.Sizeof(usageRow{}); n > 48 {
+		t.Fatalf("a usage row takes %d bytes", n)
+	}
+}
+
+// BenchmarkUsageMemoryPerRecord reports the heap a stored record costs.
+func BenchmarkUsageMemoryPerRecord(b *testing.B) {
+	ctx := context.Background()
+	user := ecoid.New(ecoid.User)
+	recs := usageRecords(user, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 100_000, time.Second)
+	var before, after runtime.MemStats
+	for range b.N {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewUsageStore()
+		for i := 0; i < len(recs); i += 1000 {
+			_ = s.WriteBatch(ctx, recs[i:i+1000])
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(recs)), "B/record")
+		runtime.KeepAlive(s)
+	}
+}
+
+// BenchmarkUsageHistory30Days is a 30-day history of a user with 1M logged calls.
+func BenchmarkUsageHistory30Days(b *testing.B) {
+	ctx := context.Background()
+	s := NewUsageStore()
+	user := ecoid.New(ecoid.User)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	recs := usageRecords(user, start, 1_000_000, 30*24*time.Hour/1_000_000)
+	for i := 0; i < len(recs); i += 1000 {
+		_ = s.WriteBatch(ctx, recs[i:i+1000])
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.History(ctx, user, start, 30); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
