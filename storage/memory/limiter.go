@@ -122,6 +122,9 @@ type slotTable struct {
 	slots []atomic.Pointer[limiterEntry]
 }
 
+// gcraState is a GCRA state as a value (TokenStore keeps these), in Unix microseconds.
+type gcraState struct{ tat, seen int64 }
+
 // limiterEntry is the GCRA state of one (policy, subject). hash and key never change
 // once the entry is published; the rest is guarded by mu.
 type limiterEntry struct {
