@@ -185,4 +185,6 @@ func (rp *relyingParty) finish(r *http.Request) rpResult {
 
 // oauth2SChallenge is a valid PKCE S256 option for requests that are refused before PKCE
 // matters.
-func oauth2SChallenge() oauth2.AuthCodeOption { return oauth2.S256ChallengeOption(oauth2.GenerateVerifier()) }
+func oauth2SChallenge() oauth2.AuthCodeOption {
+	return oauth2.S256ChallengeOption(oauth2.GenerateVerifier())
+}
