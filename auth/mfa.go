@@ -102,11 +102,16 @@ type mfa struct {
 	enabled bool
 }
 
-// newMFA resolves cfg.MFA; an unset Key gives an mfa that is off.
+// newMFA resolves cfg.MFA. An unset Key gives an mfa that is off but still knows the
+// store, so that Login refuses users who turned TOTP on rather than skip their code.
 func newMFA(cfg Config) (*mfa, error) {
 	mc := cfg.MFA
 	if mc.Key == nil {
-		return &mfa{}, nil
+		m := &mfa{store: mc.Store}
+		if m.store == nil {
+			m.store, _ = cfg.Store.(MFAStore)
+		}
+		return m, nil
 	}
 	m := &mfa{store: mc.Store, issuer: mc.Issuer, ttl: mc.TokenTTL, max: mc.MaxFailures, window: mc.Window, old: map[[4]byte]cipher.AEAD{}, enabled: true}
 	if m.store == nil {
@@ -430,11 +435,11 @@ func (s *Service) reserveUser(ctx context.Context, c Client, m *mfa, userID ecoi
 	return nil
 }
 
-// MFAEnabled reports whether the user has confirmed TOTP (false when MFA is not
-// configured).
+// MFAEnabled reports whether the user has confirmed TOTP (false when the store keeps
+// no MFA state).
 func (s *Service) MFAEnabled(ctx context.Context, userID ecoid.ID) (bool, error) {
-	m, err := s.mfaOn()
-	if err != nil {
+	m := s.mfa
+	if m == nil || m.store == nil {
 		return false, nil
 	}
 	st, err := m.store.TOTP(ctx, userID)
@@ -456,19 +461,25 @@ func (s *Service) RecoveryCodesLeft(ctx context.Context, userID ecoid.ID) (int, 
 	return m.store.RecoveryCodesLeft(ctx, userID)
 }
 
-// mfaGate is Login's last step: nil when the user may have a session now (MFA off, or
-// no TOTP), else a stored challenge as a *MFARequiredError.
+// mfaGate is Login's last step: nil when the user may have a session now (no TOTP, or
+// a store without MFA), else a stored challenge as a *MFARequiredError. A user with
+// TOTP on while the Service has no MFA key is refused with ErrMFADisabled: removing the
+// key from the configuration must not switch the second factor off.
 func (s *Service) mfaGate(ctx context.Context, c Client, u User, now time.Time) error {
-	if s.mfa == nil || !s.mfa.enabled {
+	m := s.mfa
+	if m == nil || m.store == nil {
 		return nil
 	}
-	m := s.mfa
 	st, err := m.store.TOTP(ctx, u.ID)
 	if errors.Is(err, ErrNotFound) || (err == nil && !st.Enabled()) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("auth: login: %w", err)
+	}
+	if !m.enabled {
+		s.log.Warn("auth: a user with TOTP on cannot log in: Config.MFA.Key is not set", "user", u.ID)
+		return fmt.Errorf("%w: the account requires a second factor", ErrMFADisabled)
 	}
 	var raw [mfaTokenBytes]byte
 	_, _ = rand.Read(raw[:])

@@ -440,6 +440,30 @@ func testMFADisable(t *testing.T, st func(*auth.Config)) {
 	}
 }
 
+// TestMFAKeyRemovedFailsClosed: a service started without the MFA key over a store where
+// a user has TOTP on refuses that user's login instead of skipping the second factor.
+func TestMFAKeyRemovedFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	store := memory.NewAuthStore()
+	f := newFixture(t, withMFA, func(c *auth.Config) { c.Store = store })
+	u := f.enable(t, "ann@example.com")
+	f.register(t, "bob@example.com")
+	off, err := auth.NewService(auth.Config{Store: store, Issuer: f.svc.Issuer(), BcryptCost: 4, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := off.Login(ctx, client, "ann@example.com", goodPassword)
+	if !errors.Is(err, auth.ErrMFADisabled) || res.AccessToken != "" {
+		t.Fatalf("login of a TOTP user without the key: %+v, %v; want ErrMFADisabled", res, err)
+	}
+	if on, _ := off.MFAEnabled(ctx, u.User.ID); !on {
+		t.Fatal("MFAEnabled false without the key")
+	}
+	if _, err := off.Login(ctx, client, "bob@example.com", goodPassword); err != nil {
+		t.Fatalf("a user without TOTP: %v", err)
+	}
+}
+
 func TestMFAOffByDefault(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)

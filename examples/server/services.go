@@ -129,6 +129,7 @@ func (s *services) initAuth() error {
 		Store:      store,
 		Issuer:     issuer,
 		BcryptCost: s.cfg.BcryptCost,
+		MFA:        s.mfaConfig(),
 		Logger:     s.log,
 		OnRegister: func(ctx context.Context, u auth.User) error {
 			for _, f := range s.onRegister {
