@@ -105,6 +105,8 @@ type Config struct {
 	// here. If it returns an error the account is deleted again (so the person can retry)
 	// and Register returns that error wrapped. It must be safe for concurrent use.
 	OnRegister func(ctx context.Context, u User) error
+	// Account configures mail, one-time links and erasure (see AccountConfig).
+	Account AccountConfig
 	// MFA configures TOTP two-factor authentication; the zero value leaves it off.
 	MFA MFAConfig
 	// Now is the clock for sessions, throttling and the activity log; default time.Now.
@@ -150,6 +152,7 @@ type Service struct {
 	now        func() time.Time
 	log        *slog.Logger
 	dummyHash  string
+	acct       *account
 	mfa        *mfa
 }
 
@@ -177,6 +180,11 @@ func NewService(cfg Config) (*Service, error) {
 		now:        cfg.Now,
 		log:        cfg.Logger,
 	}
+	acct, err := newAccount(cfg.Account)
+	if err != nil {
+		return nil, err
+	}
+	s.acct = acct
 	if s.policy.IsZero() {
 		s.policy = DefaultPolicy()
 	}

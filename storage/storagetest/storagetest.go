@@ -52,6 +52,7 @@ type NewStores func(t *testing.T) Stores
 func Run(t *testing.T, newStores NewStores) {
 	t.Helper()
 	t.Run("auth", func(t *testing.T) { testAuth(t, newStores) })
+	t.Run("account", func(t *testing.T) { testAccount(t, newStores) })
 	t.Run("mfa", func(t *testing.T) { testMFA(t, newStores) })
 	t.Run("apikey", func(t *testing.T) { testAPIKeys(t, newStores) })
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
