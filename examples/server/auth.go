@@ -286,6 +286,9 @@ func (h authHandlers) logout(w http.ResponseWriter, r *http.Request) {
 
 // authError maps auth errors to the contract's status codes and error codes.
 func (h authHandlers) authError(w http.ResponseWriter, r *http.Request, err error) {
+	if writeLoginMFA(w, err) { // login of a user with TOTP on (mfa.go)
+		return
+	}
 	var pe *auth.PolicyError
 	var te *auth.ThrottledError
 	switch {

@@ -23,6 +23,7 @@ type config struct {
 	Admins          []string                     // NEXUS_ADMINS: comma-separated emails, normalised
 	InsecureCookies bool                         // NEXUS_INSECURE_COOKIES=1: cookies without Secure, for local HTTP
 	BcryptCost      int                          // NEXUS_BCRYPT_COST; 0: auth's default (10)
+	MFAKey          []byte                       // NEXUS_MFA_KEY: encrypts TOTP secrets (see mfa.go)
 
 	Billing billingConfig // Stripe and cron settings (see billing.go)
 
@@ -57,6 +58,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, fmt.Errorf("flags: unexpected argument %q", fs.Arg(0))
 	}
 	if err := parseAuthConfig(&cfg, getenv); err != nil {
+		return config{}, err
+	}
+	if err := parseMFAConfig(&cfg, getenv); err != nil {
 		return config{}, err
 	}
 	if err := parseBillingConfig(&cfg, getenv); err != nil {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -29,8 +30,14 @@ type migration struct {
 // version order, each in its own transaction together with its row in
 // eco_schema_migrations. It is idempotent, and safe when several processes run it at
 // once: they serialize on a PostgreSQL advisory lock scoped to the current schema.
+//
+// It also creates the usage log's partitions of this month and the next two (see
+// UsageStore.Maintain, which keeps creating them).
 func Migrate(ctx context.Context, db *sql.DB) error {
-	return migrate(ctx, db, Migrations())
+	if err := migrate(ctx, db, Migrations()); err != nil {
+		return err
+	}
+	return ensureUsagePartitions(ctx, wrap(db), time.Now())
 }
 
 func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -15,35 +16,50 @@ import (
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
-var _ usage.Store = (*UsageStore)(nil)
+var (
+	_ usage.Store      = (*UsageStore)(nil)
+	_ usage.Maintainer = (*UsageStore)(nil)
+)
 
-// UsageStore is the PostgreSQL usage.Store over eco_api_usage (the log),
-// eco_usage_records (the exact per-period counter) and eco_usage_daily (the rollup).
+// UsageStore is the PostgreSQL usage.Store and usage.Maintainer.
+//
+// The log is eco_api_usage, partitioned by calendar month (UTC): one partition per month
+// (eco_api_usage_pYYYYMM) and a default partition for rows of a month without one. Migrate
+// and Maintain create this month's partition and the next two; Maintain moves rows out of
+// the default partition into their month's, rolls up closed days, and drops whole months
+// older than its retention. The exact per-period counter is eco_usage_records; the rollup
+// is eco_usage_daily (per user and day) and eco_usage_daily_endpoints (per user, day,
+// method and endpoint, with a latency histogram); eco_usage_rollup_days lists the days
+// whose rollup readers may use.
 type UsageStore struct {
-	db *sqlx.DB
+	db  *sqlx.DB
+	now func() time.Time
 }
 
 // NewUsageStore returns a UsageStore over db, which must be migrated.
-func NewUsageStore(db *sql.DB) *UsageStore { return &UsageStore{db: wrap(db)} }
+func NewUsageStore(db *sql.DB) *UsageStore { return &UsageStore{db: wrap(db), now: time.Now} }
 
 // usageColumns are the columns of eco_api_usage that a batch fills.
 var usageColumns = []string{"id", "key_id", "user_id", "endpoint", "method", "status", "latency_us", "bytes", "created_at"}
 
 // insertBatch is the idempotent path: one statement, nine arrays unnested into rows, ON
-// CONFLICT (id) DO NOTHING skipping the IDs already stored.
+// CONFLICT DO NOTHING skipping the rows already stored (the key is the ID and the time,
+// which a record keeps across retries).
 const insertBatch = `INSERT INTO eco_api_usage
 	(id, key_id, user_id, endpoint, method, status, latency_us, bytes, created_at)
 SELECT id, key_id, user_id, endpoint, method, status, latency_us, bytes,
 	timestamptz 'epoch' + micros * interval '1 microsecond'
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::bigint[], $8::bigint[], $9::bigint[])
 	AS t(id, key_id, user_id, endpoint, method, status, latency_us, bytes, micros)
-ON CONFLICT (id) DO NOTHING`
+ON CONFLICT (id, created_at) DO NOTHING`
 
 // WriteBatch implements usage.Writer. It first streams the batch with COPY (the fastest
 // way into PostgreSQL) in a transaction; when that meets a record ID already stored (a
 // batch sent again after its answer was lost: rare), it rolls back and writes the batch
-// with one INSERT … ON CONFLICT (id) DO NOTHING instead. Either way the batch is stored
-// whole or not at all. Transient failures wrap usage.ErrRetriable; a record that fails
+// with one INSERT … ON CONFLICT DO NOTHING instead. Either way the batch is stored
+// whole or not at all. A batch holding records of days that may be rolled up already (late
+// records) withdraws those days from eco_usage_rollup_days in the same transaction, under
+// a lock Aggregate of the day also takes, so no late record is ever hidden by a rollup. Transient failures wrap usage.ErrRetriable; a record that fails
 // Validate, or a data or constraint error, wraps usage.ErrInvalidRecord.
 func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error {
 	if len(batch) == 0 {
@@ -54,9 +70,10 @@ func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error
 			return fmt.Errorf("postgres: usage batch record %d: %w", i, err)
 		}
 	}
-	err := s.copyBatch(ctx, batch)
+	late := s.lateDays(batch)
+	err := s.copyBatch(ctx, batch, late)
 	if uniqueViolation(err, "") { // some IDs are stored already
-		err = s.insertBatch(ctx, batch)
+		err = s.insertBatch(ctx, batch, late)
 	}
 	if err != nil {
 		return classify("usage write batch", err)
@@ -68,7 +85,7 @@ func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error
 // driver connection directly (sql.Conn.Raw), one reused value slice for every row, which
 // skips database/sql's per-row argument conversion: that halves the client's share of
 // the work. lib/pq watches ctx for the whole transaction it begins with BeginTx.
-func (s *UsageStore) copyBatch(ctx context.Context, batch []usage.Record) error {
+func (s *UsageStore) copyBatch(ctx context.Context, batch []usage.Record, late []string) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
@@ -88,6 +105,18 @@ func (s *UsageStore) copyBatch(ctx context.Context, batch []usage.Record) error 
 				_ = tx.Rollback()
 			}
 		}()
+		if len(late) > 0 {
+			exec, ok := dc.(driver.ExecerContext)
+			if !ok {
+				return errors.New("driver cannot execute with a context")
+			}
+			arg := []driver.NamedValue{{Ordinal: 1, Value: dateArray(late)}}
+			for _, q := range lateDaySQL {
+				if _, err = exec.ExecContext(ctx, q, arg); err != nil {
+					return err
+				}
+			}
+		}
 		stmt, err := dc.(driver.Conn).Prepare(pq.CopyIn("eco_api_usage", usageColumns...))
 		if err != nil {
 			return err
@@ -123,8 +152,9 @@ type closedStmt struct{ driver.Stmt }
 
 func (closedStmt) Close() error { return nil }
 
-// insertBatch writes batch with one INSERT … ON CONFLICT (id) DO NOTHING.
-func (s *UsageStore) insertBatch(ctx context.Context, batch []usage.Record) error {
+// insertBatch writes batch with one INSERT … ON CONFLICT DO NOTHING (in a transaction
+// with the late days' statements when there are late days).
+func (s *UsageStore) insertBatch(ctx context.Context, batch []usage.Record, late []string) error {
 	n := len(batch)
 	ids, keys, users := make([]string, n), make([]string, n), make([]string, n)
 	endpoints, methods := make([]string, n), make([]string, n)
@@ -136,11 +166,64 @@ func (s *UsageStore) insertBatch(ctx context.Context, batch []usage.Record) erro
 		statuses[i], latencies[i], sizes[i] = int64(r.Status), r.Latency.Microseconds(), r.Bytes
 		micros[i] = r.Time.UnixMicro()
 	}
-	_, err := s.db.ExecContext(ctx, insertBatch,
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if len(late) > 0 {
+		for _, q := range lateDaySQL {
+			if _, err := tx.ExecContext(ctx, q, dateArray(late)); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, insertBatch,
 		pq.StringArray(ids), pq.StringArray(keys), pq.StringArray(users),
 		pq.StringArray(endpoints), pq.StringArray(methods),
-		pq.Int64Array(statuses), pq.Int64Array(latencies), pq.Int64Array(sizes), pq.Int64Array(micros))
-	return err
+		pq.Int64Array(statuses), pq.Int64Array(latencies), pq.Int64Array(sizes), pq.Int64Array(micros)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// dayLockKey is the advisory lock of one day's rollup ($1 a date), scoped to the schema:
+// writers of late records take it shared, Aggregate exclusive.
+const dayLockKey = `hashtextextended('nexus.usage.day.' || current_schema() || to_char(%s, 'YYYYMMDD'), 0)`
+
+// lateDaySQL runs in a batch's transaction before its rows ($1: the batch's days that may
+// be rolled up): wait for a running Aggregate of those days, and withdraw them from the
+// rollup, so they are read from the log until Aggregate runs again.
+var lateDaySQL = []string{
+	`SELECT pg_advisory_xact_lock_shared(` + fmt.Sprintf(dayLockKey, "d") + `) FROM unnest($1::date[]) AS d ORDER BY d`,
+	`DELETE FROM eco_usage_rollup_days WHERE day = ANY($1::date[])`,
+}
+
+// lateDays returns the distinct days of batch that may already be rolled up, by the
+// store's clock: usually none.
+func (s *UsageStore) lateDays(batch []usage.Record) []string {
+	now := s.now()
+	var out []string
+	for i := range batch {
+		if !usagecalc.MaybeClosed(batch[i].Time, now) {
+			continue
+		}
+		d := dateString(batch[i].Time)
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// dateArray is a PostgreSQL array literal of dates ("YYYY-MM-DD" strings).
+func dateArray(days []string) string {
+	v, _ := pq.StringArray(days).Value()
+	if v == nil {
+		return "{}"
+	}
+	return v.(string)
 }
 
 func dateString(t time.Time) string { return t.UTC().Format(time.DateOnly) }
@@ -184,141 +267,4 @@ func (s *UsageStore) PeriodCalls(ctx context.Context, user ecoid.ID, period time
 		return 0, fmt.Errorf("postgres: usage period calls: %w", err)
 	}
 	return n, nil
-}
-
-type dayRow struct {
-	Day    string `db:"day"`
-	Calls  int64  `db:"calls"`
-	Errors int64  `db:"errors"`
-}
-
-// selectDays runs a query of (day, calls, errors) rows and converts them; nil when there
-// are none.
-func (s *UsageStore) selectDays(ctx context.Context, op, query string, args ...any) ([]usage.DailyCalls, error) {
-	var rows []dayRow
-	if err := s.db.SelectContext(ctx, &rows, query, args...); err != nil {
-		return nil, fmt.Errorf("postgres: usage %s: %w", op, err)
-	}
-	var out []usage.DailyCalls
-	for _, r := range rows {
-		d, err := time.Parse(time.DateOnly, r.Day)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: usage %s: bad day %q: %w", op, r.Day, err)
-		}
-		out = append(out, usage.DailyCalls{Date: d, Calls: r.Calls, Errors: r.Errors})
-	}
-	return out, nil
-}
-
-// History implements usage.Reader.
-func (s *UsageStore) History(ctx context.Context, user ecoid.ID, from time.Time, days int) ([]usage.DailyCalls, error) {
-	if days < 1 {
-		return nil, fmt.Errorf("postgres: usage history: days %d < 1", days)
-	}
-	start := usage.DayStart(from)
-	sparse, err := s.selectDays(ctx, "history", `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
-			count(*) AS calls, count(*) FILTER (WHERE status >= 400) AS errors
-		FROM eco_api_usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
-		GROUP BY 1`, string(user), start, start.AddDate(0, 0, days))
-	if err != nil {
-		return nil, err
-	}
-	return usagecalc.FillDays(start, days, sparse), nil
-}
-
-// Endpoints implements usage.Reader. The rates and rounding are computed in Go by the
-// same code as the memory store, so both give identical answers.
-func (s *UsageStore) Endpoints(ctx context.Context, user ecoid.ID, from, to time.Time) ([]usage.EndpointStats, error) {
-	var rows []struct {
-		Method   string  `db:"method"`
-		Endpoint string  `db:"endpoint"`
-		Calls    int64   `db:"calls"`
-		Errors   int64   `db:"errors"`
-		Sum      int64   `db:"sum_us"`
-		P95      float64 `db:"p95_us"`
-	}
-	err := s.db.SelectContext(ctx, &rows, `SELECT method, endpoint, count(*) AS calls,
-			count(*) FILTER (WHERE status >= 400) AS errors, sum(latency_us)::bigint AS sum_us,
-			percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_us) AS p95_us
-		FROM eco_api_usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
-		GROUP BY method, endpoint`, string(user), from, to)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: usage endpoints: %w", err)
-	}
-	out := make([]usage.EndpointStats, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, usagecalc.EndpointStats(r.Method, r.Endpoint, r.Calls, r.Errors, r.Sum, r.P95))
-	}
-	usagecalc.SortEndpoints(out)
-	return out, nil
-}
-
-// TotalCalls implements usage.Reader.
-func (s *UsageStore) TotalCalls(ctx context.Context, from, to time.Time) (int64, error) {
-	var n int64
-	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM eco_api_usage WHERE created_at >= $1 AND created_at < $2`, from, to); err != nil {
-		return 0, fmt.Errorf("postgres: usage total calls: %w", err)
-	}
-	return n, nil
-}
-
-// TopUsers implements usage.Reader. Ties are ordered by user ID in byte order (COLLATE
-// "C"), as in Go.
-func (s *UsageStore) TopUsers(ctx context.Context, from, to time.Time, n int) ([]usage.UserCalls, error) {
-	if n < 1 {
-		return nil, nil
-	}
-	var rows []struct {
-		UserID string `db:"user_id"`
-		Calls  int64  `db:"calls"`
-	}
-	err := s.db.SelectContext(ctx, &rows, `SELECT user_id, count(*) AS calls FROM eco_api_usage
-		WHERE created_at >= $1 AND created_at < $2
-		GROUP BY user_id ORDER BY calls DESC, user_id COLLATE "C" LIMIT $3`, from, to, n)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: usage top users: %w", err)
-	}
-	out := make([]usage.UserCalls, len(rows))
-	for i, r := range rows {
-		out[i] = usage.UserCalls{UserID: ecoid.ID(r.UserID), Calls: r.Calls}
-	}
-	return out, nil
-}
-
-// Aggregate implements usage.Reader in one statement: it upserts each user's fresh count
-// for the day and deletes rollup rows of users who no longer have calls that day, so
-// running it twice, or twice at once, leaves the same rows.
-func (s *UsageStore) Aggregate(ctx context.Context, day time.Time) error {
-	start := usage.DayStart(day)
-	_, err := s.db.ExecContext(ctx, `WITH fresh AS (
-			SELECT user_id, count(*) AS calls, count(*) FILTER (WHERE status >= 400) AS errors
-			FROM eco_api_usage WHERE created_at >= $2 AND created_at < $3 GROUP BY user_id
-		), gone AS (
-			DELETE FROM eco_usage_daily d WHERE d.day = $1::date
-				AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.user_id = d.user_id)
-		)
-		INSERT INTO eco_usage_daily (user_id, day, calls, errors)
-		SELECT user_id, $1::date, calls, errors FROM fresh
-		ON CONFLICT (user_id, day) DO UPDATE
-			SET calls = EXCLUDED.calls, errors = EXCLUDED.errors, aggregated_at = now()`,
-		dateString(start), start, start.AddDate(0, 0, 1))
-	if err != nil {
-		return fmt.Errorf("postgres: usage aggregate: %w", err)
-	}
-	return nil
-}
-
-// Daily implements usage.Reader.
-func (s *UsageStore) Daily(ctx context.Context, user ecoid.ID, from, to time.Time) ([]usage.DailyCalls, error) {
-	first := usage.DayStart(from)
-	if first.Before(from) {
-		first = first.AddDate(0, 0, 1)
-	}
-	end := usage.DayStart(to) // days strictly before to
-	if end.Before(to) {
-		end = end.AddDate(0, 0, 1)
-	}
-	return s.selectDays(ctx, "daily", `SELECT to_char(day, 'YYYY-MM-DD') AS day, calls, errors FROM eco_usage_daily
-		WHERE user_id = $1 AND day >= $2::date AND day < $3::date ORDER BY day`,
-		string(user), dateString(first), dateString(end))
 }

@@ -126,3 +126,37 @@ func BenchmarkUsageFlushVsPsqlCopy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUsageHistory30Days is the 30-day history of a user with 1M logged calls, read
+// from the log alone (nothing rolled up) and then with the 29 closed days rolled up.
+func BenchmarkUsageHistory30Days(b *testing.B) {
+	ctx := context.Background()
+	db := pgtest.New(b)
+	s := postgres.NewUsageStore(db)
+	user := ecoid.New(ecoid.User)
+	now := time.Now().UTC()
+	start := usage.DayStart(now).AddDate(0, 0, -29)
+	const calls = 1_000_000
+	perDay := int64(calls / 30)
+	if _, err := db.Exec(`INSERT INTO eco_api_usage (id, user_id, endpoint, method, status, latency_us, bytes, created_at)
+		SELECT 'eco_use_' || lpad(i::text, 22, '0'), $1, '/a', 'GET', 200, i % 5000, 0,
+			$2::timestamptz + (i / $3) * interval '1 day' + (i % $3) * ($4::bigint / $3) * interval '1 microsecond'
+		FROM generate_series(0, 29 * $3 - 1) AS i`, string(user), start, perDay, int64(24*time.Hour/time.Microsecond)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec(`ANALYZE eco_api_usage`); err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B) {
+		for range b.N {
+			if _, err := s.History(ctx, user, start, 30); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("log", run)
+	if err := s.Maintain(ctx, now, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("rollup", run)
+}

@@ -363,6 +363,8 @@ func runUsage(t *testing.T, newStores NewStores) {
 			t.Fatalf("other user's rollup: %v", d)
 		}
 	})
+
+	runUsageRollup(t, store)
 }
 
 // flakyWriter fails its first calls: odd ones before writing (the connection dropped),
