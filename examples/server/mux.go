@@ -17,8 +17,9 @@ import (
 // body_too_large, also on routes that read no body (those that read one also cap what
 // they read).
 type router struct {
-	mux     *http.ServeMux
-	methods []string // every method some route uses, sorted
+	mux      *http.ServeMux
+	methods  []string // every method some route uses, sorted
+	patterns []string // every registered pattern, in order (the README's route table lists them)
 }
 
 func newRouter() *router {
@@ -38,6 +39,7 @@ func (rt *router) Handle(pattern string, h http.Handler) {
 		rt.methods = append(rt.methods, method)
 		slices.Sort(rt.methods)
 	}
+	rt.patterns = append(rt.patterns, pattern)
 	rt.mux.Handle(pattern, limitDeclaredBody(h))
 }
 

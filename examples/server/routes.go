@@ -6,11 +6,21 @@ import (
 	"github.com/nexus-ecosystem/nexus/auth"
 )
 
-// handler is the whole HTTP API: every area registers its routes on one router, and
-// every request then passes the server-wide middleware, outermost first. A new area adds
-// its register call here; a server-wide concern (metrics, say) joins the middleware list.
+// handler is the whole HTTP API: every area registers its routes on one router (see
+// register), and every request then passes the server-wide middleware, outermost first.
+// A server-wide concern (metrics, say) joins the middleware list.
 func (s *services) handler() http.Handler {
 	rt := newRouter()
+	s.register(rt)
+	return chain(rt,
+		logRequests(s.log),   // one line per request, with the final status
+		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
+		s.csrf,               // cross-origin cookie requests refused before any route
+	)
+}
+
+// register puts every area's routes on rt. A new area adds its register call here.
+func (s *services) register(rt *router) {
 	requireUser := auth.RequireUser(s.issuer, s.cookies)
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
@@ -23,12 +33,6 @@ func (s *services) handler() http.Handler {
 	billingHandlers{billing: s.billing, users: s.auth, cfg: s.cfg.Billing, requireUser: requireUser, log: s.log}.register(rt)
 	adminHandlers{billing: s.billing, requireAdmin: requireAdmin, log: s.log}.register(rt)
 	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
-
-	return chain(rt,
-		logRequests(s.log),   // one line per request, with the final status
-		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
-		s.csrf,               // cross-origin cookie requests refused before any route
-	)
 }
 
 // chain wraps h in middleware, the first outermost.
