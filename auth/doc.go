@@ -12,4 +12,8 @@
 //
 // Access tokens live 15 minutes and are checked without the store; refresh tokens live 7
 // days, are single use, and presenting one a second time revokes the session.
+//
+// With Config.MFA set, users can turn on TOTP two-factor authentication (RFC 6238, see
+// auth/totp) with recovery codes: EnrollTOTP, ConfirmTOTP, then Login answers a
+// *MFARequiredError that VerifyMFA or VerifyMFARecovery completes.
 package auth
