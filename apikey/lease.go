@@ -82,8 +82,8 @@ func WithMaxTokens(n int) LeaseOption { return func(l *LeasedLimiter) { l.maxTok
 // decisions and stays exact: it takes tokens from a TokenStore in blocks (GCRA.Take) and
 // serves them from memory while they are valid (they never outlive their window, so
 // requests served from leases on any number of instances form a sequence GCRA allows:
-// never more than the limit). Blocks start at one token, double while a block is used up
-// and halve when one expires unused. A refusal is remembered until the store's RetryAfter
+// never more than the limit). Blocks start at one token taken without a hold (a plain
+// GCRA step) and double while requests for the subject come faster than one per hold. A refusal is remembered until the store's RetryAfter
 // (the store's TAT only grows, so it would refuse too). Tokens that expire unused are
 // lost capacity, never extra: a subject spread over instances may be refused a little
 // early, never let through.
@@ -113,7 +113,7 @@ type tokenLease struct {
 	left    int           // unused tokens
 	expires time.Time     // local time when left becomes invalid
 	refused time.Time     // local time until which the store would refuse
-	block   int           // the next block to ask for
+	block   int           // the last block asked for
 	last    TokenGrant    // the last answer, for Decision numbers
 	lastAt  time.Time     // local time of the request that got it
 	taking  chan struct{} // closed when the take in flight ends
@@ -147,9 +147,7 @@ func (l *LeasedLimiter) Allow(ctx context.Context, key string, limit Limit) (Dec
 			st.mu.Unlock()
 			return d, nil
 		}
-		if st.left > 0 { // expired unused: the block was too large
-			st.left, st.block = 0, max(1, st.block/2)
-		}
+		st.left = 0 // expired unused, if any
 		if now.Before(st.refused) {
 			d := st.decision(g, false, now)
 			st.mu.Unlock()
@@ -164,13 +162,25 @@ func (l *LeasedLimiter) Allow(ctx context.Context, key string, limit Limit) (Dec
 				return Decision{}, fmt.Errorf("apikey: leased limiter: %w", ctx.Err())
 			}
 		}
+		// Blocks grow while requests come faster than one per hold, and fall back to one
+		// token otherwise. A single token is taken without a hold: exactly a Step, so a
+		// quiet subject loses nothing of its burst to leasing.
+		if !st.lastAt.IsZero() && now.Sub(st.lastAt) < l.hold {
+			st.block = min(2*st.block, l.maxTokens)
+		} else {
+			st.block = 1
+		}
 		want := max(1, min(st.block, l.maxTokens, limit.Count/10))
+		hold := l.hold
+		if want == 1 {
+			hold = 0
+		}
 		done := make(chan struct{})
 		st.taking = done
 		st.mu.Unlock()
 
 		sent := l.now()
-		grant, err := l.store.TakeTokens(ctx, key, limit, want, l.hold)
+		grant, err := l.store.TakeTokens(ctx, key, limit, want, hold)
 
 		st.mu.Lock()
 		st.taking = nil
@@ -185,9 +195,6 @@ func (l *LeasedLimiter) Allow(ctx context.Context, key string, limit Limit) (Dec
 			st.refused = sent.Add(d.RetryAfter)
 			st.mu.Unlock()
 			return d, nil
-		}
-		if grant.Granted == want {
-			st.block = min(2*max(st.block, 1), l.maxTokens)
 		}
 		// The window is measured from when the request was sent: the store decided
 		// after that, so the tokens are never used past their end.

@@ -105,6 +105,8 @@ type call struct {
 	done chan struct{}
 	rec  Record
 	err  error
+	e    *entry // the leader's answer, as cached
+	eErr error
 }
 
 // NewService returns a Service over store.
@@ -507,21 +509,28 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 	s.flightMu.Unlock()
 
 	// The lookup serves every waiter, so the leader's cancellation must not fail the
-	// others: it runs detached, bounded by lookupTimeout.
+	// others: it runs detached, bounded by lookupTimeout, and caches its answer itself.
+	// The leader waits for it as the others do, so its own deadline still holds.
 	epoch := s.cache.epoch(id)
-	getCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
-	c.rec, c.err = s.store.Get(getCtx, id)
-	cancel()
-	s.flightMu.Lock()
-	delete(s.flight, id)
-	s.flightMu.Unlock()
-	close(c.done)
-
-	e, err := s.entryFrom(id, c.rec, c.err, now)
-	if err == nil && s.cfg.CacheTTL > 0 {
-		s.cache.put(id, e, epoch, now)
+	go func() {
+		getCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		c.rec, c.err = s.store.Get(getCtx, id)
+		cancel()
+		c.e, c.eErr = s.entryFrom(id, c.rec, c.err, now)
+		if c.eErr == nil && s.cfg.CacheTTL > 0 {
+			s.cache.put(id, c.e, epoch, now) // before waking anyone, so they find it cached
+		}
+		s.flightMu.Lock()
+		delete(s.flight, id)
+		s.flightMu.Unlock()
+		close(c.done)
+	}()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return e, err
+	return c.e, c.eErr
 }
 
 func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now int64) (*entry, error) {

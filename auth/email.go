@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxEmailBytes is the longest address NormalizeEmail accepts (RFC 5321 path limit).
@@ -13,12 +15,15 @@ const MaxEmailBytes = 254
 // ErrInvalidEmail means an address is not a plain, valid email address.
 var ErrInvalidEmail = errors.New("auth: invalid email address")
 
-// NormalizeEmail parses s with net/mail and returns the address in lower case. Surrounding
-// white space is ignored. It returns an error wrapping ErrInvalidEmail for anything that is
+// NormalizeEmail parses s with net/mail and returns the address in Unicode Normalization
+// Form C and lower case, so that an address typed with precomposed or combining accents
+// (katé as é or as e + U+0301) names one account: NFC is what RFC 6532 §3.1 asks of
+// internationalised addresses, and NFKC would merge addresses that mail servers keep
+// apart. Surrounding white space is ignored. It returns an error wrapping ErrInvalidEmail for anything that is
 // not one bare address: display names ("Ann <ann@example.com>"), angle brackets, comments,
 // groups, or an address over MaxEmailBytes bytes.
 func NormalizeEmail(s string) (string, error) {
-	s = strings.TrimSpace(s)
+	s = norm.NFC.String(strings.TrimSpace(s))
 	if s == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidEmail)
 	}
@@ -29,5 +34,11 @@ func NormalizeEmail(s string) (string, error) {
 	if err != nil || addr.Name != "" || addr.Address != s {
 		return "", ErrInvalidEmail
 	}
-	return strings.ToLower(addr.Address), nil
+	// Lower-casing can undo NFC (a few capitals lower to a letter and a combining mark
+	// that then compose), so normalise once more.
+	out := norm.NFC.String(strings.ToLower(addr.Address))
+	if len(out) > MaxEmailBytes {
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalidEmail, MaxEmailBytes)
+	}
+	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 )
@@ -58,10 +60,10 @@ func FuzzBearerToken(f *testing.F) {
 	})
 }
 
-// FuzzNormalizeEmail: no panic; an accepted address is lower-case, at most 254 bytes,
-// and normalising it again changes nothing.
+// FuzzNormalizeEmail: no panic; an accepted address is lower-case NFC, at most 254
+// bytes, normalising it again changes nothing, and its NFD form names the same address.
 func FuzzNormalizeEmail(f *testing.F) {
-	for _, s := range []string{"ann@example.com", "Ann <a@b.c>", "a@b", "\"q u\"@x.org"} {
+	for _, s := range []string{"ann@example.com", "Ann <a@b.c>", "a@b", "\"q u\"@x.org", "kate\u0301@example.com", "\u0130@x.org"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -69,11 +71,14 @@ func FuzzNormalizeEmail(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(out) > auth.MaxEmailBytes || out != strings.ToLower(out) {
+		if len(out) > auth.MaxEmailBytes || out != strings.ToLower(out) || !norm.NFC.IsNormalString(out) {
 			t.Fatalf("NormalizeEmail(%q) = %q", in, out)
 		}
 		if again, err := auth.NormalizeEmail(out); err != nil || again != out {
 			t.Fatalf("not idempotent: %q -> %q, %v", out, again, err)
+		}
+		if d, err := auth.NormalizeEmail(norm.NFD.String(in)); err == nil && d != out {
+			t.Fatalf("NFD form of %q gives %q, the input %q", in, d, out)
 		}
 	})
 }

@@ -83,7 +83,9 @@ type MFAConfig struct {
 	TokenTTL time.Duration
 	// MaxFailures attempts per mfa_token, and per user within Window, are allowed; then
 	// VerifyMFA returns a *ThrottledError. The user's count is reset by a success.
-	// Defaults 5 and 15 minutes. Both counts live in Store, so every instance sees them.
+	// Defaults 5 and 15 minutes. The token's count lives in Store, the user's in
+	// Config.Throttle (as the login throttle's), so with shared stores every instance
+	// sees both.
 	MaxFailures int
 	Window      time.Duration
 }
@@ -102,11 +104,16 @@ type mfa struct {
 	enabled bool
 }
 
-// newMFA resolves cfg.MFA; an unset Key gives an mfa that is off.
+// newMFA resolves cfg.MFA. An unset Key gives an mfa that is off but still knows the
+// store, so that Login refuses users who turned TOTP on rather than skip their code.
 func newMFA(cfg Config) (*mfa, error) {
 	mc := cfg.MFA
 	if mc.Key == nil {
-		return &mfa{}, nil
+		m := &mfa{store: mc.Store}
+		if m.store == nil {
+			m.store, _ = cfg.Store.(MFAStore)
+		}
+		return m, nil
 	}
 	m := &mfa{store: mc.Store, issuer: mc.Issuer, ttl: mc.TokenTTL, max: mc.MaxFailures, window: mc.Window, old: map[[4]byte]cipher.AEAD{}, enabled: true}
 	if m.store == nil {
@@ -414,27 +421,30 @@ func (s *Service) spendRecoveryCode(ctx context.Context, m *mfa, userID ecoid.ID
 	return nil
 }
 
-// reserveUser counts one MFA attempt of the user, or returns a *ThrottledError.
+// mfaUserKey is the ThrottleStore key of a user's MFA attempts.
+func mfaUserKey(userID ecoid.ID) string { return ThrottleKey("mfa-user", string(userID)) }
+
+// reserveUser counts one MFA attempt of the user in the Service's ThrottleStore (shared
+// by every instance when Config.Throttle is), or returns a *ThrottledError. A failing
+// store fails closed: ErrThrottleUnavailable, no code checked.
 func (s *Service) reserveUser(ctx context.Context, c Client, m *mfa, userID ecoid.ID, now time.Time) error {
-	wait, err := m.store.ReserveMFAUserAttempt(ctx, userID, m.max, m.window, now)
-	if errors.Is(err, ErrNotFound) {
-		return ErrInvalidCode // disabled meanwhile
-	}
+	r, err := s.throttle.Reserve(ctx, mfaUserKey(userID), AttemptLimit{Max: m.max, Window: m.window}, now)
 	if err != nil {
-		return fmt.Errorf("auth: mfa attempt: %w", err)
+		s.log.Error("auth: mfa throttle failed; code refused", "err", err)
+		return fmt.Errorf("%w: %w", ErrThrottleUnavailable, err)
 	}
-	if wait > 0 {
+	if !r.OK {
 		s.record(ctx, c, Activity{UserID: userID, Action: ActionMFAThrottled, Detail: "too many failed codes"})
-		return &ThrottledError{RetryAfter: wait}
+		return &ThrottledError{RetryAfter: r.RetryAfter}
 	}
 	return nil
 }
 
-// MFAEnabled reports whether the user has confirmed TOTP (false when MFA is not
-// configured).
+// MFAEnabled reports whether the user has confirmed TOTP (false when the store keeps
+// no MFA state).
 func (s *Service) MFAEnabled(ctx context.Context, userID ecoid.ID) (bool, error) {
-	m, err := s.mfaOn()
-	if err != nil {
+	m := s.mfa
+	if m == nil || m.store == nil {
 		return false, nil
 	}
 	st, err := m.store.TOTP(ctx, userID)
@@ -456,19 +466,25 @@ func (s *Service) RecoveryCodesLeft(ctx context.Context, userID ecoid.ID) (int, 
 	return m.store.RecoveryCodesLeft(ctx, userID)
 }
 
-// mfaGate is Login's last step: nil when the user may have a session now (MFA off, or
-// no TOTP), else a stored challenge as a *MFARequiredError.
+// mfaGate is Login's last step: nil when the user may have a session now (no TOTP, or
+// a store without MFA), else a stored challenge as a *MFARequiredError. A user with
+// TOTP on while the Service has no MFA key is refused with ErrMFADisabled: removing the
+// key from the configuration must not switch the second factor off.
 func (s *Service) mfaGate(ctx context.Context, c Client, u User, now time.Time) error {
-	if s.mfa == nil || !s.mfa.enabled {
+	m := s.mfa
+	if m == nil || m.store == nil {
 		return nil
 	}
-	m := s.mfa
 	st, err := m.store.TOTP(ctx, u.ID)
 	if errors.Is(err, ErrNotFound) || (err == nil && !st.Enabled()) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("auth: login: %w", err)
+	}
+	if !m.enabled {
+		s.log.Warn("auth: a user with TOTP on cannot log in: Config.MFA.Key is not set", "user", u.ID)
+		return fmt.Errorf("%w: the account requires a second factor", ErrMFADisabled)
 	}
 	var raw [mfaTokenBytes]byte
 	_, _ = rand.Read(raw[:])
@@ -543,7 +559,7 @@ func (s *Service) finishMFA(ctx context.Context, c Client, mfaToken, how string,
 	} else if err != nil {
 		return Result{}, fmt.Errorf("auth: mfa verify: %w", err)
 	}
-	if err := m.store.ResetMFAUserAttempts(ctx, ch.UserID); err != nil {
+	if err := s.throttle.Reset(context.WithoutCancel(ctx), mfaUserKey(ch.UserID)); err != nil {
 		s.log.Warn("auth: resetting the MFA attempt count failed", "user", ch.UserID, "err", err)
 	}
 	u, err := s.store.UserByID(ctx, ch.UserID)

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxPasswordBytes is bcrypt's input limit. A longer password is rejected, never truncated:
@@ -122,13 +123,26 @@ func (e *PolicyError) Describe(r Rule) string {
 // Is makes errors.Is(err, ErrWeakPassword) true.
 func (e *PolicyError) Is(target error) bool { return target == ErrWeakPassword }
 
-// Validate checks password against p and returns nil or a *PolicyError naming every rule
-// that failed, not just the first.
+// NormalizePassword returns password in Unicode Normalization Form KC, as NIST SP
+// 800-63B §5.1.1.2 asks of verifiers that accept Unicode: the same password typed on
+// keyboards or input methods that compose characters differently (é as one code point
+// or as e and a combining accent, a full-width digit, a ligature) is then one password.
+// NFKC rather than NFC because NIST names NFKC or NFKD, and because compatibility
+// variants (full-width forms from CJK input methods) are what users cannot see apart;
+// the few distinct passwords it merges cost no measurable strength. Hasher applies it
+// in Hash and Verify, Policy in Validate. Invalid UTF-8 is returned unchanged in its
+// invalid parts; the result can be longer than password.
+func NormalizePassword(password string) string { return norm.NFKC.String(password) }
+
+// Validate checks password, after NormalizePassword, against p and returns nil or a
+// *PolicyError naming every rule that failed, not just the first. Lengths are those of
+// the normalised form, which is what gets hashed.
 func (p Policy) Validate(password string) error {
 	var failed []Rule
 	if !utf8.ValidString(password) {
 		failed = append(failed, RuleInvalidUTF8)
 	}
+	password = NormalizePassword(password)
 	if utf8.RuneCountInString(password) < p.MinLength {
 		failed = append(failed, RuleMinLength)
 	}
@@ -173,8 +187,22 @@ func (p Policy) Validate(password string) error {
 	return &PolicyError{Failed: failed, Policy: p}
 }
 
-// Hasher hashes and verifies passwords with bcrypt. The zero Hasher uses
-// DefaultBcryptCost. It is safe for concurrent use.
+// PasswordHasher hashes and verifies passwords; Hasher is the bcrypt implementation the
+// Service uses unless Config.Hasher names another. Implementations are safe for
+// concurrent use.
+type PasswordHasher interface {
+	// Hash returns a new hash of password, or ErrPasswordTooLong.
+	Hash(password string) (string, error)
+	// Verify returns nil when password matches hash, ErrPasswordMismatch (or
+	// ErrPasswordTooLong) when it does not, and needsRehash when it matched but the
+	// hash should be replaced by Hash(password).
+	Verify(hash, password string) (needsRehash bool, err error)
+}
+
+var _ PasswordHasher = Hasher{}
+
+// Hasher hashes and verifies passwords with bcrypt, after NormalizePassword. The zero
+// Hasher uses DefaultBcryptCost. It is safe for concurrent use.
 type Hasher struct {
 	// Cost is the bcrypt cost (bcrypt.MinCost..bcrypt.MaxCost); zero means 10.
 	Cost int
@@ -187,10 +215,11 @@ func (h Hasher) cost() int {
 	return h.Cost
 }
 
-// Hash returns the bcrypt hash of password. It returns ErrPasswordTooLong for a password
-// over MaxPasswordBytes and an error for a cost outside bcrypt's range. It does not apply
-// a Policy; call Policy.Validate first.
+// Hash returns the bcrypt hash of NormalizePassword(password). It returns
+// ErrPasswordTooLong when that is over MaxPasswordBytes and an error for a cost outside
+// bcrypt's range. It does not apply a Policy; call Policy.Validate first.
 func (h Hasher) Hash(password string) (string, error) {
+	password = NormalizePassword(password)
 	if len(password) > MaxPasswordBytes {
 		return "", ErrPasswordTooLong
 	}
@@ -201,25 +230,44 @@ func (h Hasher) Hash(password string) (string, error) {
 	return string(b), nil
 }
 
-// Verify reports whether password matches hash. It returns ErrPasswordMismatch when it
-// does not, ErrPasswordTooLong for a password over MaxPasswordBytes (bcrypt would compare
-// only its first 72 bytes, so it is refused before any comparison), and another error
-// for a malformed hash. needsRehash is true when the password matched a hash of a cost
-// other than h's: store a new hash.
+// Verify reports whether password matches hash. It compares NormalizePassword(password)
+// first; when that fails and the password was not already normalised, it compares the
+// password as given, which is how hashes made before normalisation match, and reports
+// such a match as needing a rehash (so each login costs the same for a known and an
+// unknown email: the comparisons depend on the password only). It returns
+// ErrPasswordMismatch when neither matches, ErrPasswordTooLong for a password over
+// MaxPasswordBytes (bcrypt would compare only its first 72 bytes, so it is refused
+// before any comparison), and another error for a malformed hash. needsRehash is also
+// true when the password matched a hash of a cost other than h's: store a new hash.
 func (h Hasher) Verify(hash, password string) (needsRehash bool, err error) {
+	normalized := NormalizePassword(password)
+	err = h.compare(hash, normalized)
+	if err == nil {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
+			return false, fmt.Errorf("auth: verify password: %w", err)
+		}
+		return cost != h.cost(), nil
+	}
+	if normalized != password && (errors.Is(err, ErrPasswordMismatch) || errors.Is(err, ErrPasswordTooLong)) {
+		if h.compare(hash, password) == nil {
+			return true, nil
+		}
+	}
+	return false, err
+}
+
+// compare is one bcrypt comparison, refusing passwords bcrypt would truncate.
+func (h Hasher) compare(hash, password string) error {
 	if len(password) > MaxPasswordBytes {
-		return false, ErrPasswordTooLong
+		return ErrPasswordTooLong
 	}
-	err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
+	err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
 	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
-		return false, ErrPasswordMismatch
+		return ErrPasswordMismatch
 	}
 	if err != nil {
-		return false, fmt.Errorf("auth: verify password: %w", err)
+		return fmt.Errorf("auth: verify password: %w", err)
 	}
-	cost, err := bcrypt.Cost([]byte(hash))
-	if err != nil {
-		return false, fmt.Errorf("auth: verify password: %w", err)
-	}
-	return cost != h.cost(), nil
+	return nil
 }

@@ -41,12 +41,21 @@ var (
 // MaxNameLength is the longest full name Register accepts, in characters.
 const MaxNameLength = 200
 
-// Defaults of Config's zero values.
+// Defaults of Config's zero values. The login throttle follows OWASP's Authentication
+// and Credential Stuffing cheat sheets: a hard limit per (email, client network) stops one
+// source guessing one account without letting it lock the owner out elsewhere, and a
+// softer, higher limit per email caps a guessing attack spread over many addresses.
 const (
-	DefaultMaxLoginFailures = 5
-	DefaultLoginWindow      = 15 * time.Minute
-	DefaultThrottleKeys     = 100_000
+	DefaultMaxLoginFailures      = 5                // per (email, client network)
+	DefaultLoginWindow           = 15 * time.Minute // per (email, client network)
+	DefaultMaxEmailLoginFailures = 50               // per email, from every client together
+	DefaultEmailLoginWindow      = time.Hour        // per email
+	DefaultThrottleKeys          = 100_000          // counters of the in-process store
 )
+
+// ErrThrottleUnavailable is wrapped by Login's error when the ThrottleStore fails: the
+// password is then not checked at all (the throttle fails closed). Servers answer 503.
+var ErrThrottleUnavailable = errors.New("auth: throttle store unavailable")
 
 // Config configures NewService. Store and Issuer are required; every other zero value
 // means the documented default.
@@ -61,12 +70,32 @@ type Config struct {
 	// BcryptCost is the cost of new hashes; zero means DefaultBcryptCost (10). Hashes of
 	// another cost still verify and are replaced at the next successful login.
 	BcryptCost int
-	// MaxLoginFailures failed logins for one email within LoginWindow throttle that email
-	// until the window ends: Login returns a *ThrottledError. Defaults 5 and 15 minutes.
-	// The count lives in this process (at most ThrottleKeys emails, default 100,000).
-	MaxLoginFailures int
-	LoginWindow      time.Duration
-	ThrottleKeys     int
+	// Hasher hashes and verifies passwords; nil means Hasher{Cost: BcryptCost}. Tests
+	// wrap it to observe the password checks.
+	Hasher PasswordHasher
+	// Login throttle. Every login attempt is reserved in Throttle before its password is
+	// checked, so attempts in flight count and parallel guesses cannot overtake it. A
+	// failed attempt stays counted until its window ends; a successful one is given back
+	// and clears its client's counter. Two counters apply, and Login returns a
+	// *ThrottledError (errors.Is ErrTooManyAttempts) without checking the password when
+	// either is full:
+	//   - per (email, client network): MaxLoginFailures attempts per LoginWindow, default
+	//     5 per 15 minutes. The client network is ClientNetwork(Client.IP): the IPv4
+	//     address, or the IPv6 /64.
+	//   - per email, from all clients together: MaxEmailLoginFailures attempts per
+	//     EmailLoginWindow, default 50 per hour.
+	// Unknown emails are counted the same way, so the throttle tells nothing about which
+	// emails exist.
+	MaxLoginFailures      int
+	LoginWindow           time.Duration
+	MaxEmailLoginFailures int
+	EmailLoginWindow      time.Duration
+	// Throttle keeps the throttle's counters. nil means a store in this process holding
+	// at most ThrottleKeys counters (default 100,000); a service with several instances
+	// gives them one shared store (storage/postgres or storage/redis) so they throttle
+	// together.
+	Throttle     ThrottleStore
+	ThrottleKeys int
 	// RefreshGrace is how long after a rotation the replaced refresh token is refused
 	// without revoking the session (two tabs refreshing at once). Default 0: presenting a
 	// replaced token always counts as reuse and revokes the session.
@@ -76,6 +105,8 @@ type Config struct {
 	// here. If it returns an error the account is deleted again (so the person can retry)
 	// and Register returns that error wrapped. It must be safe for concurrent use.
 	OnRegister func(ctx context.Context, u User) error
+	// Account configures mail, one-time links and erasure (see AccountConfig).
+	Account AccountConfig
 	// MFA configures TOTP two-factor authentication; the zero value leaves it off.
 	MFA MFAConfig
 	// Now is the clock for sessions, throttling and the activity log; default time.Now.
@@ -112,13 +143,16 @@ type Service struct {
 	store      Store
 	issuer     *Issuer
 	policy     Policy
-	hasher     Hasher
-	throttle   *throttle
+	hasher     PasswordHasher
+	throttle   ThrottleStore
+	clientLim  AttemptLimit // per (email, client network)
+	emailLim   AttemptLimit // per email
 	grace      time.Duration
 	onRegister func(context.Context, User) error
 	now        func() time.Time
 	log        *slog.Logger
 	dummyHash  string
+	acct       *account
 	mfa        *mfa
 }
 
@@ -131,19 +165,26 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Issuer == nil {
 		return nil, errors.New("auth: Config.Issuer is required")
 	}
-	if cfg.LoginWindow < 0 || cfg.RefreshGrace < 0 || cfg.MaxLoginFailures < 0 || cfg.ThrottleKeys < 0 {
+	if cfg.LoginWindow < 0 || cfg.RefreshGrace < 0 || cfg.MaxLoginFailures < 0 || cfg.ThrottleKeys < 0 ||
+		cfg.MaxEmailLoginFailures < 0 || cfg.EmailLoginWindow < 0 {
 		return nil, errors.New("auth: negative limits in Config")
 	}
 	s := &Service{
 		store:      cfg.Store,
 		issuer:     cfg.Issuer,
 		policy:     cfg.Policy,
-		hasher:     Hasher{Cost: cfg.BcryptCost},
+		hasher:     cfg.Hasher,
+		throttle:   cfg.Throttle,
 		grace:      cfg.RefreshGrace,
 		onRegister: cfg.OnRegister,
 		now:        cfg.Now,
 		log:        cfg.Logger,
 	}
+	acct, err := newAccount(cfg.Account)
+	if err != nil {
+		return nil, err
+	}
+	s.acct = acct
 	if s.policy.IsZero() {
 		s.policy = DefaultPolicy()
 	}
@@ -153,17 +194,17 @@ func NewService(cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	maxFail, window, keys := cfg.MaxLoginFailures, cfg.LoginWindow, cfg.ThrottleKeys
-	if maxFail == 0 {
-		maxFail = DefaultMaxLoginFailures
+	if s.hasher == nil {
+		s.hasher = Hasher{Cost: cfg.BcryptCost}
 	}
-	if window == 0 {
-		window = DefaultLoginWindow
+	s.clientLim = AttemptLimit{Max: orDefault(cfg.MaxLoginFailures, DefaultMaxLoginFailures), Window: orDefault(cfg.LoginWindow, DefaultLoginWindow)}
+	s.emailLim = AttemptLimit{Max: orDefault(cfg.MaxEmailLoginFailures, DefaultMaxEmailLoginFailures), Window: orDefault(cfg.EmailLoginWindow, DefaultEmailLoginWindow)}
+	if !s.clientLim.Valid() || !s.emailLim.Valid() {
+		return nil, errors.New("auth: login windows must be at least 1µs")
 	}
-	if keys == 0 {
-		keys = DefaultThrottleKeys
+	if s.throttle == nil {
+		s.throttle = newLocalThrottle(orDefault(cfg.ThrottleKeys, DefaultThrottleKeys))
 	}
-	s.throttle = newThrottle(maxFail, window, keys)
 	m, err := newMFA(cfg)
 	if err != nil {
 		return nil, err
@@ -179,6 +220,14 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	s.dummyHash = h
 	return s, nil
+}
+
+// orDefault returns v, or def when v is zero.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // Issuer returns the token issuer, for middleware such as RequireUser.
@@ -238,22 +287,25 @@ func (s *Service) Register(ctx context.Context, c Client, email, password, fullN
 }
 
 // Login checks the email and password and opens a session. A wrong password and an
-// unknown email both return ErrInvalidCredentials after one bcrypt comparison of the same
-// cost, so neither the answer nor its timing tells them apart. After MaxLoginFailures
-// failures for one email within LoginWindow it returns a *ThrottledError (errors.Is
-// ErrTooManyAttempts) without checking the password. A correct password whose hash has
-// another cost is rehashed with the configured cost. When the user has TOTP on (see
-// MFAConfig), a correct password opens no session: Login returns a *MFARequiredError
-// (errors.Is ErrMFARequired) whose token VerifyMFA takes with a code.
+// unknown email both return ErrInvalidCredentials after the same password check (one
+// Hasher.Verify against a hash of the configured cost), so neither the answer nor its
+// timing tells them apart. The attempt is first reserved in the login throttle (see
+// Config): when the counter of this email and client network, or that of this email,
+// is full, Login returns a *ThrottledError (errors.Is ErrTooManyAttempts) without
+// checking the password, and an error wrapping ErrThrottleUnavailable when the
+// ThrottleStore fails. A correct password whose hash has another cost, or was made
+// before passwords were normalised (see NormalizePassword), is rehashed. When the user
+// has TOTP on (see MFAConfig), a correct password opens no session: Login returns a
+// *MFARequiredError (errors.Is ErrMFARequired) whose token VerifyMFA takes with a code.
 func (s *Service) Login(ctx context.Context, c Client, email, password string) (Result, error) {
 	now := s.clock()
 	norm, err := NormalizeEmail(email)
 	if err != nil {
 		return Result{}, ErrInvalidCredentials
 	}
-	if wait := s.throttle.check(norm, now); wait > 0 {
-		s.record(ctx, c, Activity{Email: norm, Action: ActionLoginThrottled, Detail: "too many failed attempts"})
-		return Result{}, &ThrottledError{RetryAfter: wait}
+	res, err := s.reserveLogin(ctx, c, norm, now)
+	if err != nil {
+		return Result{}, err
 	}
 	hash, known := s.dummyHash, false
 	u, err := s.store.UserByEmail(ctx, norm)
@@ -264,14 +316,16 @@ func (s *Service) Login(ctx context.Context, c Client, email, password string) (
 		case err == nil:
 			hash, known = h, true
 		case !errors.Is(err, ErrNotFound):
+			s.releaseLogin(ctx, res, false) // no password was checked
 			return Result{}, fmt.Errorf("auth: login: %w", err)
 		}
 	case !errors.Is(err, ErrNotFound):
+		s.releaseLogin(ctx, res, false)
 		return Result{}, fmt.Errorf("auth: login: %w", err)
 	}
 	rehash, verr := s.hasher.Verify(hash, password)
 	if !known || verr != nil {
-		s.throttle.fail(norm, now)
+		// The reservations stay: a failed attempt counts until its window ends.
 		a := Activity{Email: norm, Action: ActionLogin, Detail: "unknown email"}
 		if known {
 			a.UserID, a.Detail = u.ID, "wrong password"
@@ -279,7 +333,7 @@ func (s *Service) Login(ctx context.Context, c Client, email, password string) (
 		s.record(ctx, c, a)
 		return Result{}, ErrInvalidCredentials
 	}
-	s.throttle.reset(norm)
+	s.releaseLogin(ctx, res, true)
 	if rehash {
 		if nh, err := s.hasher.Hash(password); err != nil {
 			s.log.Warn("auth: rehash failed", "user", u.ID, "err", err)
@@ -296,6 +350,65 @@ func (s *Service) Login(ctx context.Context, c Client, email, password string) (
 	}
 	s.record(ctx, c, Activity{UserID: u.ID, Email: norm, Action: ActionLogin, Success: true})
 	return Result{User: u, Tokens: t}, nil
+}
+
+// loginReservation is one login attempt counted in both throttle counters.
+type loginReservation struct {
+	clientKey, emailKey     string
+	clientStart, emailStart time.Time
+}
+
+// reserveLogin counts one attempt for email from c's network, then for email, and
+// returns a *ThrottledError when either counter is full. The client counter comes first
+// so that a source already blocked spends nothing of the email's shared budget.
+func (s *Service) reserveLogin(ctx context.Context, c Client, email string, now time.Time) (loginReservation, error) {
+	r := loginReservation{
+		clientKey: ThrottleKey("login-client", email, ClientNetwork(c.IP)),
+		emailKey:  ThrottleKey("login-email", email),
+	}
+	cr, err := s.throttle.Reserve(ctx, r.clientKey, s.clientLim, now)
+	if err != nil {
+		s.log.Error("auth: login throttle failed; login refused", "err", err)
+		return r, fmt.Errorf("%w: %w", ErrThrottleUnavailable, err)
+	}
+	if !cr.OK {
+		s.record(ctx, c, Activity{Email: email, Action: ActionLoginThrottled, Detail: "too many failed attempts from this client"})
+		return r, &ThrottledError{RetryAfter: cr.RetryAfter}
+	}
+	r.clientStart = cr.Start
+	er, err := s.throttle.Reserve(ctx, r.emailKey, s.emailLim, now)
+	if err == nil && er.OK {
+		r.emailStart = er.Start
+		return r, nil
+	}
+	s.release(ctx, r.clientKey, r.clientStart)
+	if err != nil {
+		s.log.Error("auth: login throttle failed; login refused", "err", err)
+		return r, fmt.Errorf("%w: %w", ErrThrottleUnavailable, err)
+	}
+	s.record(ctx, c, Activity{Email: email, Action: ActionLoginThrottled, Detail: "too many failed attempts for this email"})
+	return r, &ThrottledError{RetryAfter: er.RetryAfter}
+}
+
+// releaseLogin gives back the attempt of r. After a successful login (ok) the client's
+// counter is cleared: its earlier failures were most likely the owner's typing; the
+// email's counter only gets this attempt back, as failures from elsewhere stand.
+func (s *Service) releaseLogin(ctx context.Context, r loginReservation, ok bool) {
+	if ok {
+		if err := s.throttle.Reset(context.WithoutCancel(ctx), r.clientKey); err != nil {
+			s.log.Warn("auth: login throttle reset failed", "err", err)
+		}
+	} else {
+		s.release(ctx, r.clientKey, r.clientStart)
+	}
+	s.release(ctx, r.emailKey, r.emailStart)
+}
+
+// release gives back one attempt of key reserved in the window opened at start.
+func (s *Service) release(ctx context.Context, key string, start time.Time) {
+	if err := s.throttle.Release(context.WithoutCancel(ctx), key, start); err != nil {
+		s.log.Warn("auth: login throttle release failed", "err", err)
+	}
 }
 
 // openSession stores a new session and issues its first pair.

@@ -26,6 +26,9 @@ type User struct {
 	Email     string    `json:"email"`
 	FullName  string    `json:"full_name"`
 	CreatedAt time.Time `json:"created_at"`
+	// EmailVerified is true once a verification link (or a password-reset link) sent to
+	// Email was used (see Service.VerifyEmail).
+	EmailVerified bool `json:"email_verified"`
 }
 
 // Session is one login: a chain of refresh tokens of which only the current one works.
@@ -187,4 +190,5 @@ type Store interface {
 	SessionStore
 	AccessStore
 	ActivityLog
+	AccountStore
 }

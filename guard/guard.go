@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -137,7 +138,27 @@ func (a *admit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.cfg.OnRefused(w, r, d)
 		return
 	}
+	rf, refunds := a.cfg.Admission.(Refunder)
+	if !refunds {
+		a.next.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
 	a.next.ServeHTTP(w, r)
+	if undelivered(w, r, start) { // a request the client never received costs no quota
+		rf.Refund(r.Context(), k, d)
+	}
+}
+
+// undelivered reports whether the client cannot have received the answer: its connection
+// closed while the handler ran (the request's context is canceled) or, after a handler
+// slow enough (over a second) for a write deadline to have passed, flushing the answer
+// failed. A fast answer is not flushed here: the server writes it when the handler returns.
+func undelivered(w http.ResponseWriter, r *http.Request, start time.Time) bool {
+	if r.Context().Err() != nil {
+		return true
+	}
+	return time.Since(start) >= time.Second && http.NewResponseController(w).Flush() != nil
 }
 
 // setQuotaHeaders writes X-Quota-Limit, X-Quota-Remaining and Retry-After (the whole

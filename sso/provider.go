@@ -151,17 +151,22 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	return p, nil
 }
 
+// Mux is what Register needs of a router: *http.ServeMux has it.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+}
+
 // Register adds the provider's routes to mux (Go 1.22 patterns): GET discovery and JWKS,
 // GET and POST /oauth/authorize (POST is the sign-in form, guarded against cross-origin
 // requests), POST /oauth/token, GET and POST /oauth/userinfo.
-func (p *Provider) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+discoveryPath, p.discovery)
-	mux.HandleFunc("GET "+jwksPath, p.jwks)
-	mux.HandleFunc("GET "+authorizePath, p.authorize)
+func (p *Provider) Register(mux Mux) {
+	mux.Handle("GET "+discoveryPath, http.HandlerFunc(p.discovery))
+	mux.Handle("GET "+jwksPath, http.HandlerFunc(p.jwks))
+	mux.Handle("GET "+authorizePath, http.HandlerFunc(p.authorize))
 	mux.Handle("POST "+authorizePath, http.NewCrossOriginProtection().Handler(http.HandlerFunc(p.signIn)))
-	mux.HandleFunc("POST "+tokenPath, p.token)
-	mux.HandleFunc("GET "+userinfoPath, p.userinfo)
-	mux.HandleFunc("POST "+userinfoPath, p.userinfo)
+	mux.Handle("POST "+tokenPath, http.HandlerFunc(p.token))
+	mux.Handle("GET "+userinfoPath, http.HandlerFunc(p.userinfo))
+	mux.Handle("POST "+userinfoPath, http.HandlerFunc(p.userinfo))
 }
 
 // Discovery is the OpenID Connect discovery document (OpenID Connect Discovery 1.0 §3).

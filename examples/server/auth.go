@@ -120,7 +120,9 @@ func parseEdDSAConfig(cfg *config, getenv func(string) string) error {
 // issuerConfig returns the key part of the auth.IssuerConfig cfg selects.
 func (cfg *config) issuerConfig() auth.IssuerConfig {
 	if cfg.JWTKey != nil {
-		return auth.IssuerConfig{SigningKey: cfg.JWTKey, SigningKeyID: cfg.JWTKeyID, VerificationKeys: cfg.JWTOldKeys}
+		// With EdDSA, other projects verify Nexus's tokens through the JWKS, and OIDC
+		// requires iss to be the issuer URL of the discovery document.
+		return auth.IssuerConfig{SigningKey: cfg.JWTKey, SigningKeyID: cfg.JWTKeyID, VerificationKeys: cfg.JWTOldKeys, Issuer: cfg.PublicURL}
 	}
 	return auth.IssuerConfig{Secret: cfg.JWTSecret}
 }
@@ -284,6 +286,9 @@ func (h authHandlers) logout(w http.ResponseWriter, r *http.Request) {
 
 // authError maps auth errors to the contract's status codes and error codes.
 func (h authHandlers) authError(w http.ResponseWriter, r *http.Request, err error) {
+	if writeLoginMFA(w, err) { // login of a user with TOTP on (mfa.go)
+		return
+	}
 	var pe *auth.PolicyError
 	var te *auth.ThrottledError
 	switch {

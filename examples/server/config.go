@@ -23,12 +23,15 @@ type config struct {
 	Admins          []string                     // NEXUS_ADMINS: comma-separated emails, normalised
 	InsecureCookies bool                         // NEXUS_INSECURE_COOKIES=1: cookies without Secure, for local HTTP
 	BcryptCost      int                          // NEXUS_BCRYPT_COST; 0: auth's default (10)
+	MFAKey          []byte                       // NEXUS_MFA_KEY: encrypts TOTP secrets (see mfa.go)
 
 	Billing billingConfig // Stripe and cron settings (see billing.go)
 
 	// TrustedOrigins (NEXUS_TRUSTED_ORIGINS, comma-separated) may send cookie-authenticated
 	// state-changing requests from another origin (see crossOrigin).
 	TrustedOrigins []string
+
+	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 }
 
 // parseConfig reads flags, falling back to environment variables (DATABASE_URL for
@@ -53,11 +56,17 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if err := parseAuthConfig(&cfg, getenv); err != nil {
 		return config{}, err
 	}
+	if err := parseMFAConfig(&cfg, getenv); err != nil {
+		return config{}, err
+	}
 	if err := parseBillingConfig(&cfg, getenv); err != nil {
 		return config{}, err
 	}
 	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
+		return config{}, err
+	}
+	if err := parsePublicURL(&cfg, getenv); err != nil {
 		return config{}, err
 	}
 	return cfg, nil

@@ -16,11 +16,13 @@ func (s *services) handler() http.Handler {
 
 	healthHandlers{ping: s.ping, store: s.storeName(), log: s.log}.register(rt)
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
+	mfaHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies}, requireUser: requireUser, log: s.log}.register(rt)
 	keyHandlers{keys: s.keys, requireUser: requireUser, log: s.log}.register(rt)
 	apiHandlers{protect: s.protect}.register(rt)
 	usageHandlers{store: s.usageStore, quota: s.quota, plans: s.billing, requireUser: requireUser, log: s.log}.register(rt)
 	billingHandlers{billing: s.billing, users: s.auth, cfg: s.cfg.Billing, requireUser: requireUser, log: s.log}.register(rt)
 	adminHandlers{billing: s.billing, requireAdmin: requireAdmin, log: s.log}.register(rt)
+	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
 
 	return chain(rt,
 		logRequests(s.log),   // one line per request, with the final status

@@ -17,6 +17,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/guard"
+	"github.com/nexus-ecosystem/nexus/sso"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 	nexusredis "github.com/nexus-ecosystem/nexus/storage/redis"
@@ -52,6 +53,9 @@ type services struct {
 	quota      *usage.Quota // the quota's view for /api/usage; guard counts through the same store
 
 	billing *billing.Service // the one source of plans and their terms
+
+	projects *sso.Projects // ecosystem projects registered as OIDC clients
+	provider *sso.Provider // the OIDC provider; nil with HS256
 
 	// protect is the API-key chain of every /api/v1 route: guard.New over the key
 	// service, the tracker, and billing's quotas with the key's rate limit.
@@ -95,6 +99,10 @@ func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, 
 		s.close()
 		return nil, err
 	}
+	if err := s.initSSO(); err != nil {
+		s.close()
+		return nil, err
+	}
 	s.initUsage()
 	s.initBilling()
 	s.initGuard()
@@ -121,6 +129,7 @@ func (s *services) initAuth() error {
 		Store:      store,
 		Issuer:     issuer,
 		BcryptCost: s.cfg.BcryptCost,
+		MFA:        s.mfaConfig(),
 		Logger:     s.log,
 		OnRegister: func(ctx context.Context, u auth.User) error {
 			for _, f := range s.onRegister {
@@ -214,7 +223,8 @@ func (s *services) initBilling() {
 	}
 	bc := s.cfg.Billing
 	cfg := billing.Config{
-		Prices:     billing.PriceIDs{Pro: bc.PricePro, Free: bc.PriceFree},
+		Prices:     billing.PriceIDs{Pro: bc.PricePro, Free: bc.PriceFree, Plans: bc.Prices},
+		Now:        bc.Now,
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
 		Usage: usageCounts{s.usageStore}, Logger: s.log,

@@ -29,7 +29,8 @@ type AuthStore struct {
 	sessions   map[ecoid.ID]auth.Session
 	grants     map[[2]ecoid.ID]auth.Grant // {project, user}
 	activities []auth.Activity
-	mfa        mfaData // see mfa.go
+	account    accountData // one-time tokens and email verification (auth_account.go)
+	mfa        mfaData     // see mfa.go
 }
 
 // NewAuthStore returns an empty AuthStore.

@@ -18,6 +18,9 @@ func TestConformance(t *testing.T) {
 			Usage:   memory.NewUsageStore(),
 			Billing: memory.NewBillingStore(),
 			SSO:     memory.NewSSOStore(),
+
+			// The login throttle (auth.ThrottleStore).
+			Throttle: memory.NewThrottleStore(0),
 		}
 	})
 }

@@ -38,7 +38,8 @@ func (s *AuthStore) CreateUser(ctx context.Context, u auth.User, passwordHash st
 	}
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO eco_identities (id, email, created_at) VALUES ($1, $2, $3)`, string(u.ID), u.Email, u.CreatedAt); err != nil {
+		`INSERT INTO eco_identities (id, email, created_at, email_verified_at) VALUES ($1, $2, $3, $4)`,
+		string(u.ID), u.Email, u.CreatedAt, authNullTime(verifiedAt(u))); err != nil {
 		if uniqueViolation(err, "eco_identities_email_key") {
 			return auth.ErrEmailTaken
 		}
@@ -79,13 +80,15 @@ type userRow struct {
 	Email     string    `db:"email"`
 	FullName  string    `db:"full_name"`
 	CreatedAt time.Time `db:"created_at"`
+	Verified  bool      `db:"email_verified"`
 }
 
 func (r userRow) user() auth.User {
-	return auth.User{ID: r.ID, Email: r.Email, FullName: r.FullName, CreatedAt: r.CreatedAt.UTC()}
+	return auth.User{ID: r.ID, Email: r.Email, FullName: r.FullName, CreatedAt: r.CreatedAt.UTC(), EmailVerified: r.Verified}
 }
 
-const selectUser = `SELECT i.id, i.email, COALESCE(p.full_name, '') AS full_name, i.created_at
+const selectUser = `SELECT i.id, i.email, COALESCE(p.full_name, '') AS full_name, i.created_at,
+	i.email_verified_at IS NOT NULL AS email_verified
 	FROM eco_identities i LEFT JOIN eco_profiles p ON p.user_id = i.id `
 
 // UserByID implements auth.UserStore.

@@ -31,6 +31,10 @@ func TestConformance(t *testing.T) {
 			Usage:   postgres.NewUsageStore(db),
 			Billing: postgres.NewBillingStore(db),
 			SSO:     postgres.NewSSOStore(db),
+
+			// A second pool on the same schema stands for another instance.
+			Throttle:     postgres.NewThrottleStore(db),
+			ThrottlePeer: postgres.NewThrottleStore(pgtest.Peer(t, db)),
 		}
 	})
 }

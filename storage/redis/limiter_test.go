@@ -38,6 +38,8 @@ func TestConformance(t *testing.T) {
 			Limiter: func(now func() time.Time) apikey.Limiter {
 				return redis.NewLimiter(client, redis.WithPrefix(prefix), redis.WithClock(now))
 			},
+			Throttle:     redis.NewThrottleStore(client, prefix),
+			ThrottlePeer: redis.NewThrottleStore(newPeer(t), prefix),
 		}
 	})
 }

@@ -37,6 +37,11 @@ type Stores struct {
 	// SSO is the sso.Store under test (registered projects, authorization codes). Its
 	// codes reference users of Auth, so both must be of the same backend.
 	SSO sso.Store
+
+	// Throttle is the auth.ThrottleStore under test. ThrottlePeer, when not nil, is a
+	// second handle on the same state, as another instance of a service would hold one
+	// (nil for a backend that lives in one process).
+	Throttle, ThrottlePeer auth.ThrottleStore
 }
 
 // NewStores returns fresh, empty stores for one test. It may call t.Cleanup to release
@@ -47,12 +52,14 @@ type NewStores func(t *testing.T) Stores
 func Run(t *testing.T, newStores NewStores) {
 	t.Helper()
 	t.Run("auth", func(t *testing.T) { testAuth(t, newStores) })
+	t.Run("account", func(t *testing.T) { testAccount(t, newStores) })
 	t.Run("mfa", func(t *testing.T) { testMFA(t, newStores) })
 	t.Run("apikey", func(t *testing.T) { testAPIKeys(t, newStores) })
 	t.Run("limiter", func(t *testing.T) { testLimiter(t, newStores) })
 	t.Run("usage", func(t *testing.T) { runUsage(t, newStores) })
 	t.Run("billing", func(t *testing.T) { testBilling(t, newStores) })
 	t.Run("sso", func(t *testing.T) { testSSO(t, newStores) })
+	t.Run("throttle", func(t *testing.T) { testThrottle(t, newStores) })
 }
 
 // provided returns a store of the backend under test, or skips the test, naming the nil

@@ -77,3 +77,21 @@ func WithSearchPath(dsn, schema string) string {
 	}
 	return dsn + " search_path=" + schema
 }
+
+// Peer returns a second connection pool on db's schema, as another instance of a
+// service would hold; it is closed when the test ends.
+func Peer(t testing.TB, db *sql.DB) *sql.DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var schema string
+	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatalf("pgtest: current schema: %v", err)
+	}
+	peer, err := postgres.Open(ctx, WithSearchPath(testenv.Postgres(t), schema))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	return peer
+}
