@@ -47,11 +47,11 @@ type ReleaseRetrier struct {
 	Counter
 	cfg ReleaseRetryConfig
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	pending  []release
 	inflight int // taken by the goroutine, not applied yet
 	running  bool
-	idle    chan struct{} // closed when the queue empties; replaced when it fills again
+	idle     chan struct{} // closed when the queue empties; replaced when it fills again
 
 	queued, retried, done, lost atomic.Uint64
 }
