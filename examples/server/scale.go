@@ -116,11 +116,20 @@ func (s *services) admission() guard.Admission {
 	}
 	limiter := s.limiter
 	if pl, ok := s.limiter.(*postgres.Limiter); ok {
-		s.leased = apikey.NewLeasedLimiter(pl)
+		s.leased = apikey.NewLeasedLimiter(pl, apikey.WithHold(leaseHold))
 		limiter = s.leased
 	}
 	return guard.Budget(guard.NewLeased(limiter, s.counter, s.terms.QuotaFor), guard.DefaultBudget)
 }
+
+// The hot path's lease settings. leaseHold is how long leased rate-limit tokens stay
+// usable: a store round trip per key about every two seconds, for at most 2/60 of a full
+// burst. softFlush is how often calls without a hard cap (Pro, Enterprise) are written: a
+// crash leaves up to that much of them uncounted (never billed).
+const (
+	leaseHold = 2 * time.Second
+	softFlush = 250 * time.Millisecond
+)
 
 // initHotPath builds the terms cache and the quota leases with PostgreSQL (before billing
 // and the guard need them).
@@ -132,7 +141,7 @@ func (s *services) initHotPath() {
 	if !ok {
 		return
 	}
-	s.counter = usage.NewLeasedCounter(store, usage.LeaseConfig{Logger: s.log})
+	s.counter = usage.NewLeasedCounter(store, usage.LeaseConfig{Logger: s.log, FlushInterval: softFlush})
 }
 
 // keysVerifier is the key verifier of the chain: with PostgreSQL, a key that is not
