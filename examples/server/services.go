@@ -43,10 +43,13 @@ type services struct {
 
 	keys        *apikey.Service
 	limiter     apikey.Limiter
-	limiterName string          // "memory", "postgres" or "redis", for the start-up log
-	redis       *goredis.Client // nil unless -redis
-	stopSweep   chan struct{}   // stops the Postgres limiter's sweeper; nil otherwise
-	sweepDone   chan struct{}
+	limiterName string // "memory", "postgres" or "redis", for the start-up log
+	// throttleName is where the login throttle counts: "memory", "postgres" or "redis".
+	throttleName string
+	pgThrottle   *postgres.ThrottleStore // swept with the limiter's rows; nil unless postgres
+	redis        *goredis.Client         // nil unless -redis
+	stopSweep    chan struct{}           // stops the Postgres limiter's sweeper; nil otherwise
+	sweepDone    chan struct{}
 
 	usageStore usage.Store
 	tracker    *usage.Tracker
@@ -93,11 +96,12 @@ func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, 
 		db.SetConnMaxIdleTime(5 * time.Minute)
 		s.db = db
 	}
-	if err := s.initAuth(); err != nil {
+	// Keys first: initAuth shares their Redis client for the login throttle.
+	if err := s.initKeys(ctx); err != nil {
 		s.close()
 		return nil, err
 	}
-	if err := s.initKeys(ctx); err != nil {
+	if err := s.initAuth(); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -131,10 +135,22 @@ func (s *services) initAuth() error {
 	if s.db != nil {
 		store = postgres.NewAuthStore(s.db)
 	}
+	// The login throttle's counters live where every instance sees them: Redis with
+	// -redis, else PostgreSQL with -postgres, else in process.
+	var throttle auth.ThrottleStore
+	s.throttleName = "memory"
+	switch {
+	case s.redis != nil:
+		throttle, s.throttleName = nexusredis.NewThrottleStore(s.redis, ""), "redis"
+	case s.db != nil:
+		s.pgThrottle = postgres.NewThrottleStore(s.db)
+		throttle, s.throttleName = s.pgThrottle, "postgres"
+	}
 	svc, err := auth.NewService(auth.Config{
 		Store:      store,
 		Issuer:     issuer,
 		BcryptCost: s.cfg.BcryptCost,
+		Throttle:   throttle,
 		MFA:        s.mfaConfig(),
 		Logger:     s.log,
 		OnRegister: func(ctx context.Context, u auth.User) error {
@@ -150,6 +166,7 @@ func (s *services) initAuth() error {
 		return err
 	}
 	s.auth, s.issuer = svc, issuer
+	s.log.Info("login throttle ready", "login_throttle", s.throttleName)
 	s.cookies = auth.CookieConfig{Insecure: s.cfg.InsecureCookies}
 	s.admins = map[string]bool{}
 	for _, e := range s.cfg.Admins {
@@ -198,6 +215,11 @@ func (s *services) sweepLimits(l *postgres.Limiter, every time.Duration) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if _, err := l.Sweep(ctx); err != nil {
 				s.log.Warn("sweeping idle rate limits failed", "err", err)
+			}
+			if s.pgThrottle != nil {
+				if _, err := s.pgThrottle.Sweep(ctx, time.Now()); err != nil {
+					s.log.Warn("sweeping closed login-throttle windows failed", "err", err)
+				}
 			}
 			cancel()
 		case <-s.stopSweep:
