@@ -269,3 +269,28 @@ func TestStoreOutageMidLoad(t *testing.T) {
 		}
 	}
 }
+
+// Logging out through A ends the session's access token on B too (within a second: B
+// checks the session at most every sessionTTL).
+func TestLogoutEndsTheAccessTokenOnEveryInstance(t *testing.T) {
+	a, b, _ := pair(t)
+	ann := a.register("ann@example.com")
+	if resp := b.do("GET", "/api/keys/list", "", bearer(ann.AccessToken), nil); resp.StatusCode != 200 {
+		t.Fatalf("the token on B: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	if resp := a.do("POST", "/api/auth/logout", "", bearer(ann.AccessToken), nil); resp.StatusCode != 204 {
+		t.Fatalf("logout on A: %d", resp.StatusCode)
+	}
+	for {
+		resp := b.do("GET", "/api/keys/list", "", bearer(ann.AccessToken), nil)
+		if resp.StatusCode == 401 {
+			break
+		}
+		if resp.StatusCode != 200 || time.Since(start) > fanoutBound {
+			t.Fatalf("the token of a logged-out session on B: %d after %v", resp.StatusCode, time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("logged out through A, the access token refused by B after %v", time.Since(start))
+}
