@@ -64,11 +64,10 @@ func (s *services) hear(e fanout.Event) {
 	case fanout.KeyChanged:
 		s.keys.Invalidate(ecoid.ID(e.ID))
 	case fanout.PlanChanged:
+		// The quota leases need nothing: a lease taken under another limit is given
+		// back by the first call that sees the new terms.
 		if s.terms != nil {
 			s.terms.Invalidate(ecoid.ID(e.User))
-		}
-		if s.counter != nil {
-			s.counter.Drop(ecoid.ID(e.User))
 		}
 	case fanout.Gap: // events may have been lost: nothing cached may outlive them
 		s.keys.PurgeCache()
