@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -27,8 +28,14 @@ const fanoutBound = 15 * time.Second
 // extra arguments (such as -redis) go to both.
 func pair(t *testing.T, extra ...string) (a, b *testServer, dsn string) {
 	t.Helper()
+	return pairWith(t, authEnv(), extra...)
+}
+
+// pairWith is pair with env (plus the events channel).
+func pairWith(t *testing.T, env map[string]string, extra ...string) (a, b *testServer, dsn string) {
+	t.Helper()
 	dsn = pgDSN(t)
-	env := authEnv("NEXUS_EVENTS_CHANNEL", "nexus_test_"+strings.ToLower(string(ecoid.New(ecoid.Event))[8:]))
+	env["NEXUS_EVENTS_CHANNEL"] = "nexus_test_" + strings.ToLower(string(ecoid.New(ecoid.Event))[8:])
 	args := append([]string{"-postgres", dsn}, extra...)
 	return startServer(t, env, args...), startServer(t, env, args...), dsn
 }
@@ -293,4 +300,52 @@ func TestLogoutEndsTheAccessTokenOnEveryInstance(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("logged out through A, the access token refused by B after %v", time.Since(start))
+}
+
+// A Free user at its cap is upgraded by a webhook that reaches instance A: instance B,
+// which cached the Free terms, serves the user's calls again within the fan-out's lag.
+func TestPlanChangeReachesEveryInstance(t *testing.T) {
+	a, b, _ := pairWith(t, billingEnv(t))
+	ann := a.register("ann@example.com")
+	k := a.generate(ann.AccessToken, `{"name":"x","scopes":["read"],"rate_limit_per_minute":1000000}`)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if code, _ := ping([]string{a.base, b.base}[i%2], k.Key); code != 200 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(1500 * time.Millisecond) // idle leases go back
+	for {
+		code, e := ping(b.base, k.Key)
+		if code == 429 && e == "quota_exceeded" {
+			break
+		}
+		if code != 200 {
+			t.Fatalf("ping on B: %d %s", code, e)
+		}
+	}
+	start := time.Now()
+	uid := ann.User.ID
+	if resp := a.stripeEvent("checkout.session.completed", start.Add(-time.Minute), fmt.Sprintf(
+		`{"id":"cs_1","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_srv","subscription":"sub_srv","metadata":{"eco_id":%q,"plan":"pro"}}`, uid, uid)); resp.StatusCode != 200 {
+		t.Fatalf("webhook on A: %d", resp.StatusCode)
+	}
+	for {
+		code, e := ping(b.base, k.Key)
+		if code == 200 {
+			break
+		}
+		if code != 429 || time.Since(start) > fanoutBound {
+			t.Fatalf("B after the upgrade: %d %s after %v", code, e, time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("upgraded through A's webhook, B served the user again after %v", time.Since(start))
 }
