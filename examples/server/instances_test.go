@@ -215,6 +215,32 @@ func TestLockedTableIsAnswered503(t *testing.T) {
 	if s.do("GET", "/api/usage/current", "", bearer(ann.AccessToken), &cur); cur.Calls != 1 {
 		t.Fatalf("the 503s cost quota: %+v", cur)
 	}
+
+	// A key not cached yet, while the key table is locked: its lookup is cut short too.
+	fresh := s.generate(ann.AccessToken, `{"name":"y","scopes":["read"]}`)
+	tx, err = db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`LOCK TABLE eco_api_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if code, e := ping(s.base, fresh.Key); code != 503 {
+		t.Fatalf("ping of an uncached key while the key table is locked: %d %s, want 503", code, e)
+	}
+	_ = tx.Rollback()
+	deadline := time.Now().Add(fanoutBound)
+	for {
+		code, e := ping(s.base, fresh.Key)
+		if code == 200 {
+			break
+		}
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("the fresh key after the lock: %d %s", code, e)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // The database stalls and then drops every connection mid-load (a proxy on loopback does
