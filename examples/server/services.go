@@ -33,10 +33,11 @@ type services struct {
 	log *slog.Logger
 	db  *sql.DB // nil with in-memory stores
 
-	auth    *auth.Service
-	issuer  *auth.Issuer
-	cookies auth.CookieConfig
-	admins  map[string]bool // normalised emails from NEXUS_ADMINS
+	auth      *auth.Service
+	authStore auth.Store // for the session check of requireUser (sessions.go)
+	issuer    *auth.Issuer
+	cookies   auth.CookieConfig
+	admins    map[string]bool // normalised emails from NEXUS_ADMINS
 	// onRegister runs, in order, after each successful registration and before its
 	// tokens are issued (billing creates the free subscription here). An error undoes the
 	// registration and answers 500.
@@ -149,6 +150,7 @@ func (s *services) initAuth() error {
 		s.pgThrottle = postgres.NewThrottleStore(s.db)
 		throttle, s.throttleName = s.pgThrottle, "postgres"
 	}
+	s.authStore = store
 	svc, err := auth.NewService(auth.Config{
 		Store:      store,
 		Issuer:     issuer,
