@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -314,7 +315,7 @@ func (s *services) summary() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("store", s.storeName()),
 		slog.String("limiter", s.limiterName),
-		slog.String("events", s.busName),
+		slog.String("events", cmp.Or(s.busName, "none")),
 		slog.Bool("billing", s.billing.StripeEnabled()),
 		slog.Bool("stripe_webhooks", s.cfg.Billing.StripeKey != "" && s.cfg.Billing.WebhookSecret != ""),
 		slog.Bool("overage_cron", s.cfg.Billing.CronSecret != ""),
