@@ -17,6 +17,8 @@ import (
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
@@ -167,6 +169,52 @@ func newEnvWith(t testing.TB, store billing.Store, withStripe bool, opts ...func
 	}
 	e.svc = billing.NewService(store, e.cfg)
 	return e
+}
+
+// mockPrice returns the price ID of the subscriptions stripe-mock answers with (read from
+// stripe-mock itself, so the tests follow its fixtures).
+func mockPrice(t testing.TB) string {
+	t.Helper()
+	base := testenv.Stripe(t)
+	mockPriceOnce.Do(func() {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/subscriptions/sub_probe", nil)
+		req.SetBasicAuth("sk_test_nexus", "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		var sub struct {
+			Items struct {
+				Data []struct {
+					Price struct{ ID string } `json:"price"`
+				} `json:"data"`
+			} `json:"items"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&sub) == nil && len(sub.Items.Data) > 0 {
+			mockPriceID = sub.Items.Data[0].Price.ID
+		}
+	})
+	if mockPriceID == "" {
+		t.Fatal("stripe-mock's subscriptions carry no price")
+	}
+	return mockPriceID
+}
+
+var (
+	mockPriceOnce sync.Once
+	mockPriceID   string
+)
+
+// onEveryStore runs test on a memory store and on a Postgres one (skipped without
+// NEXUS_TEST_POSTGRES).
+func onEveryStore(t *testing.T, test func(*testing.T, func(*testing.T) billing.Store)) {
+	t.Run("memory", func(t *testing.T) {
+		test(t, func(*testing.T) billing.Store { return memory.NewBillingStore() })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		test(t, func(t *testing.T) billing.Store { return postgres.NewBillingStore(pgtest.New(t)) })
+	})
 }
 
 // user registers a user with a Free row.

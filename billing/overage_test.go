@@ -3,6 +3,7 @@ package billing_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,9 +18,13 @@ import (
 
 var lastPeriod = time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC) // closed at testNow (March 10)
 
-// payer makes a Pro user with a Stripe customer and the given calls last period.
+// payer makes a user who has been Pro since the second day of last period, with a Stripe
+// customer and subscription, and the given calls last period.
 func (e *env) payer(t testing.TB, calls int64) billing.Subscription {
 	t.Helper()
+	now := e.clock.Now()
+	e.clock.Set(lastPeriod.Add(24 * time.Hour))
+	defer e.clock.Set(now)
 	u := e.user(t)
 	row := e.setRow(t, u, func(s *billing.Subscription) {
 		s.Plan, s.StripeCustomerID, s.StripeSubscriptionID = billing.Pro, "cus_"+string(u[8:]), "sub_"+string(u[8:])
@@ -36,8 +41,11 @@ func TestOverageChargesOncePerPeriod(t *testing.T) {
 	e.usage.set(under.UserID, testNow, 500_000) // the open period is never charged
 	free := e.user(t)
 	e.usage.set(free, lastPeriod, 5_000) // Free is a hard cap: never charged
-	noCustomer := e.payer(t, 200_000)
-	e.setRow(t, noCustomer.UserID, func(s *billing.Subscription) { s.StripeCustomerID = "" })
+	e.clock.Set(lastPeriod.Add(24 * time.Hour))
+	noCustomer := e.user(t) // Pro all along, but Stripe never had a customer for it
+	e.setRow(t, noCustomer, func(s *billing.Subscription) { s.Plan = billing.Pro })
+	e.usage.set(noCustomer, lastPeriod, 200_000)
+	e.clock.Set(testNow)
 
 	res, err := e.svc.ProcessOverage(ctx)
 	if err != nil || res != (billing.OverageResult{Processed: 3, Charged: 1, Skipped: 2}) {
@@ -74,6 +82,7 @@ func TestOverageChargesOncePerPeriod(t *testing.T) {
 func TestOverageForEnterprise(t *testing.T) {
 	e := newEnv(t, true)
 	ctx := context.Background()
+	e.clock.Set(lastPeriod) // Enterprise from the first instant of last period
 	u := e.user(t)
 	if _, err := e.svc.SetEnterprise(ctx, u, "", billing.Terms{QuotaCalls: 1_000, OverageMilliCentsPerCall: 250}); err != nil {
 		t.Fatal(err)
@@ -85,12 +94,20 @@ func TestOverageForEnterprise(t *testing.T) {
 	}
 	e.usage.set(u, lastPeriod, 1_003)      // 3 calls × 0.25 cents = 0.75 → 1 cent
 	e.usage.set(capped, lastPeriod, 9_999) // hard cap: not processed
+	e.clock.Set(testNow)
 	res, err := e.svc.ProcessOverageFor(ctx, lastPeriod.Add(20*24*time.Hour))
 	if err != nil || res != (billing.OverageResult{Processed: 1, Charged: 1}) {
 		t.Fatalf("run = %+v, %v", res, err)
 	}
-	if items := e.rec.sent("POST", "/v1/invoiceitems"); len(items) != 1 || items[0].Form.Get("amount") != "1" || items[0].Form.Has("subscription") {
+	// No Stripe subscription to ride on: the item goes on an invoice of its own.
+	invoices := e.rec.sent("POST", "/v1/invoices")
+	items := e.rec.sent("POST", "/v1/invoiceitems")
+	if len(items) != 1 || items[0].Form.Get("amount") != "1" || items[0].Form.Has("subscription") || !items[0].Form.Has("invoice") {
 		t.Fatalf("invoice items %+v", items)
+	}
+	if len(invoices) != 1 || invoices[0].Form.Get("customer") != "cus_ent" || invoices[0].Form.Get("auto_advance") != "true" ||
+		invoices[0].Form.Get("pending_invoice_items_behavior") != "exclude" || invoices[0].IdempotencyKey == "" {
+		t.Fatalf("invoices %+v", invoices)
 	}
 }
 
@@ -215,4 +232,122 @@ func TestConcurrentOverageMemory(t *testing.T) { testConcurrentOverage(t, memory
 
 func TestConcurrentOveragePostgres(t *testing.T) {
 	testConcurrentOverage(t, postgres.NewBillingStore(pgtest.New(t)))
+}
+
+// testOverageByTermsOfThePeriod is issue 10.6: the cron charges a closed period by the
+// terms in force during it, even when the subscription ended or changed before it ran.
+func testOverageByTermsOfThePeriod(t *testing.T, store billing.Store) {
+	e := newEnvWith(t, store, true)
+	ctx := context.Background()
+	feb := func(day int) time.Time { return lastPeriod.AddDate(0, 0, day-1).Add(9 * time.Hour) }
+	at := func(when time.Time, typ string, obj map[string]any) {
+		t.Helper()
+		e.clock.Set(when)
+		if status, body := e.deliver(t, stripeEvent(evtID(), typ, when, obj)); status != 200 {
+			t.Fatalf("%s: %d %v", typ, status, body)
+		}
+	}
+	// 5,000,000 calls on Pro, then the subscription is deleted before the month ends.
+	e.clock.Set(feb(1))
+	gone := e.user(t)
+	at(feb(3), "customer.subscription.updated", subscriptionObj(gone, "sub_gone", "cus_gone", "active", proPrice, false, lastPeriod))
+	e.usage.set(gone, lastPeriod, 5_000_000)
+	at(feb(20), "customer.subscription.deleted", subscriptionObj(gone, "sub_gone", "cus_gone", "canceled", proPrice, false, lastPeriod))
+	if l, hard, _ := e.svc.QuotaFor(ctx, gone); l != 1000 || !hard {
+		t.Fatal("not back on Free after the deletion")
+	}
+	// Upgraded from Free on the 20th: Pro's quota for the whole month (PeriodTerms).
+	e.clock.Set(feb(1))
+	upgraded := e.user(t)
+	at(feb(20), "customer.subscription.updated", subscriptionObj(upgraded, "sub_up", "cus_up", "active", proPrice, false, lastPeriod))
+	e.usage.set(upgraded, lastPeriod, 150_000) // 50,000 over: 5,000 cents
+	// Moved from Pro to Enterprise mid-month: the higher quota, at its rate.
+	e.clock.Set(feb(1))
+	moved := e.user(t)
+	at(feb(2), "customer.subscription.updated", subscriptionObj(moved, "sub_mv", "cus_mv", "active", proPrice, false, lastPeriod))
+	e.clock.Set(feb(15))
+	if _, err := e.svc.SetEnterprise(ctx, moved, "", billing.Terms{QuotaCalls: 1_000_000, OverageMilliCentsPerCall: 50}); err != nil {
+		t.Fatal(err)
+	}
+	e.usage.set(moved, lastPeriod, 3_000_000) // 2,000,000 over × 0.05 cents: 100,000 cents
+	// Pro only since this month: last month was Free, whatever its counter says.
+	e.clock.Set(feb(1))
+	lateComer := e.user(t)
+	at(testNow.Add(-time.Hour), "customer.subscription.updated", subscriptionObj(lateComer, "sub_late", "cus_late", "active", proPrice, false, testNow))
+	e.usage.set(lateComer, lastPeriod, 900_000)
+
+	e.clock.Set(testNow)
+	res, err := e.svc.ProcessOverage(ctx)
+	if err != nil || res != (billing.OverageResult{Processed: 3, Charged: 3}) {
+		t.Fatalf("cron = %+v, %v", res, err)
+	}
+	want := map[ecoid.ID]int64{gone: 490_000, upgraded: 5_000, moved: 100_000}
+	items := e.rec.sent("POST", "/v1/invoiceitems")
+	if len(items) != 3 {
+		t.Fatalf("%d invoice items, want 3", len(items))
+	}
+	for _, it := range items {
+		u := ecoid.ID(it.Form.Get("metadata[eco_id]"))
+		if it.Form.Get("amount") != fmt.Sprint(want[u]) || it.Form.Get("metadata[period]") != "2026-02-01" {
+			t.Errorf("item for %s: %v, want %d cents", u, it.Form, want[u])
+		}
+		switch u {
+		case gone: // its subscription is gone: an invoice of its own, collected by Stripe
+			if it.Form.Has("subscription") || !it.Form.Has("invoice") || it.Form.Get("customer") != "cus_gone" {
+				t.Errorf("item of the deleted subscription: %v", it.Form)
+			}
+		case upgraded: // still live: on its next invoice
+			if it.Form.Get("subscription") != "sub_up" || it.Form.Has("invoice") {
+				t.Errorf("item of the live subscription: %v", it.Form)
+			}
+		}
+	}
+	if inv := e.rec.sent("POST", "/v1/invoices"); len(inv) != 1 || inv[0].Form.Get("customer") != "cus_gone" {
+		t.Fatalf("one-off invoices: %+v", inv)
+	}
+	sub := e.row(t, gone)
+	if c, err := e.store.OverageCharge(ctx, sub.ID, lastPeriod); err != nil || c.AmountCents != 490_000 || c.CallsOver != 4_900_000 || c.InvoiceItemID == "" {
+		t.Fatalf("ledger of the deleted subscription = %+v, %v", c, err)
+	}
+	// Exactly once.
+	if res, err = e.svc.ProcessOverage(ctx); err != nil || res != (billing.OverageResult{Processed: 3, Skipped: 3}) {
+		t.Fatalf("second cron = %+v, %v", res, err)
+	}
+	if n, m := len(e.rec.sent("POST", "/v1/invoiceitems")), len(e.rec.sent("POST", "/v1/invoices")); n != 3 || m != 1 {
+		t.Fatalf("the second run sent Stripe more: %d items, %d invoices", n, m)
+	}
+}
+
+func TestOverageByTermsOfThePeriodMemory(t *testing.T) {
+	testOverageByTermsOfThePeriod(t, memory.NewBillingStore())
+}
+
+func TestOverageByTermsOfThePeriodPostgres(t *testing.T) {
+	testOverageByTermsOfThePeriod(t, postgres.NewBillingStore(pgtest.New(t)))
+}
+
+func TestPeriodTerms(t *testing.T) {
+	rec := func(plan billing.PlanID, terms billing.Terms) billing.TermsRecord {
+		return billing.TermsRecord{Plan: plan, Terms: terms}
+	}
+	free, pro := rec(billing.Free, billing.FreeTerms), rec(billing.Pro, billing.ProTerms)
+	cheap := rec(billing.Enterprise, billing.Terms{QuotaCalls: 100_000, OverageMilliCentsPerCall: 10})
+	capped := rec(billing.Enterprise, billing.Terms{QuotaCalls: 100_000, HardCap: true})
+	for _, c := range []struct {
+		in   []billing.TermsRecord
+		want billing.TermsRecord
+	}{
+		{[]billing.TermsRecord{pro, free}, pro},            // deleted mid-period
+		{[]billing.TermsRecord{free, pro}, pro},            // upgraded mid-period
+		{[]billing.TermsRecord{pro, cheap}, cheap},         // same quota: the lower rate
+		{[]billing.TermsRecord{cheap, pro}, cheap},         // in either order
+		{[]billing.TermsRecord{pro, capped, free}, capped}, // same quota: a hard cap charges nothing
+	} {
+		if got, ok := billing.PeriodTerms(c.in); !ok || got != c.want {
+			t.Errorf("PeriodTerms(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	if _, ok := billing.PeriodTerms(nil); ok {
+		t.Error("PeriodTerms(nil) reported terms")
+	}
 }

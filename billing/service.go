@@ -38,10 +38,33 @@ type UserCalls struct {
 	Calls  int64
 }
 
-// PriceIDs are the Stripe price IDs of the plans (recurring monthly prices).
+// PriceIDs are the Stripe price IDs of the plans (recurring monthly prices). They are
+// also the only way a webhook learns a plan: a subscription is on the plan its price maps
+// to, never on what its metadata says (see PlanOf).
 type PriceIDs struct {
 	Free string // a $0 price; "" disables SubscribeFree's Stripe subscription
 	Pro  string // the $29 price; required for Pro checkout
+	// Plans maps further price IDs to the plan each bills, Free or Pro (a yearly Pro
+	// price, one being retired). Enterprise is not granted by a price: its terms are set
+	// per customer with SetEnterprise, so entries naming it are ignored.
+	Plans map[string]PlanID
+}
+
+// PlanOf returns the plan a Stripe price ID bills, and false for a price that is not
+// configured (which upgrades nothing).
+func (p PriceIDs) PlanOf(price string) (PlanID, bool) {
+	switch {
+	case price == "":
+		return "", false
+	case price == p.Pro:
+		return Pro, true
+	case price == p.Free:
+		return Free, true
+	}
+	if plan, ok := p.Plans[price]; ok && (plan == Pro || plan == Free) {
+		return plan, true
+	}
+	return "", false
 }
 
 // Config configures a Service. The zero value (apart from the store) is a Service without

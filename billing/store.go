@@ -105,6 +105,12 @@ func (s Subscription) EffectivePlan() PlanID {
 
 // SubscriptionTx is the part of a Store usable inside Store.ProcessEvent. Outside of it
 // every call is its own atomic operation.
+//
+// Terms history: every write that creates a row, or changes what its TermsRecord holds
+// (effective plan, terms, Stripe customer or subscription), also appends the row's
+// TermsRecordOf in the same atomic write, effective at the row's UpdatedAt, or at the
+// previous record's time when UpdatedAt is older (history never goes back). Callers set
+// UpdatedAt to the time of the change. Writes that change nothing of it append nothing.
 type SubscriptionTx interface {
 	// Subscription returns the user's row, or ErrNotFound.
 	Subscription(ctx context.Context, user ecoid.ID) (Subscription, error)
@@ -117,6 +123,38 @@ type SubscriptionTx interface {
 	// fn leaves (ID and UserID are kept). It returns the stored row; ErrNotFound when the
 	// user has no row; fn's error, storing nothing, when fn fails.
 	UpdateSubscription(ctx context.Context, user ecoid.ID, fn func(*Subscription) error) (Subscription, error)
+}
+
+// TermsRecord says under which terms a subscription was from At until its next record:
+// the terms history the overage cron bills closed periods by (see PeriodTerms).
+type TermsRecord struct {
+	SubscriptionID       ecoid.ID
+	UserID               ecoid.ID
+	At                   time.Time // when these terms took effect
+	Plan                 PlanID    // the effective plan (Subscription.EffectivePlan)
+	Terms                Terms     // the terms then in force (Subscription.Terms)
+	StripeCustomerID     string
+	StripeSubscriptionID string
+}
+
+// TermsRecordOf returns the record of what sub is under now, effective at its UpdatedAt.
+func TermsRecordOf(sub Subscription) TermsRecord {
+	return TermsRecord{
+		SubscriptionID: sub.ID, UserID: sub.UserID, At: sub.UpdatedAt,
+		Plan: sub.EffectivePlan(), Terms: sub.Terms(),
+		StripeCustomerID: sub.StripeCustomerID, StripeSubscriptionID: sub.StripeSubscriptionID,
+	}
+}
+
+// SameAs reports whether r and o record the same state (everything but At).
+func (r TermsRecord) SameAs(o TermsRecord) bool {
+	r.At, o.At = time.Time{}, time.Time{}
+	return r == o
+}
+
+// BillsOverage reports whether the record's terms charge calls over the quota.
+func (r TermsRecord) BillsOverage() bool {
+	return !r.Terms.HardCap && r.Terms.OverageMilliCentsPerCall > 0
 }
 
 // Event is a Stripe event as recorded in eco_stripe_events.
@@ -222,4 +260,13 @@ type Store interface {
 	OverageCharge(ctx context.Context, sub ecoid.ID, period time.Time) (OverageCharge, error)
 	// OverageRevenue sums AmountCents of charged rows whose period is in [from, to).
 	OverageRevenue(ctx context.Context, from, to time.Time) (int64, error)
+
+	// TermsInForce returns the terms history of [from, to) for every subscription that
+	// was under terms billing overage (TermsRecord.BillsOverage) at some instant of it:
+	// all of its records in force during [from, to), which are the last record at or
+	// before from (unless another record at from follows it) and every record after from
+	// and before to. They are ordered by SubscriptionID, then At, then the order they
+	// were written in. A row with no record at all (written before the history existed)
+	// counts as one record of its current state effective at its CreatedAt.
+	TermsInForce(ctx context.Context, from, to time.Time) ([]TermsRecord, error)
 }

@@ -40,6 +40,8 @@ type WebhookResult struct {
 // Handled event types.
 const (
 	eventCheckoutCompleted     = "checkout.session.completed"
+	eventCheckoutAsyncPaid     = "checkout.session.async_payment_succeeded"
+	eventCheckoutAsyncFailed   = "checkout.session.async_payment_failed"
 	eventSubscriptionCreated   = "customer.subscription.created"
 	eventSubscriptionUpdated   = "customer.subscription.updated"
 	eventSubscriptionDeleted   = "customer.subscription.deleted"
@@ -104,7 +106,7 @@ func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sigHeader, 
 	if evt.ID == "" || evt.Data == nil {
 		return res, fmt.Errorf("%w: no id or data", ErrInvalidEvent)
 	}
-	apply, err := s.eventAction(&evt)
+	apply, err := s.eventAction(ctx, &evt)
 	if err != nil {
 		return res, err
 	}
@@ -151,7 +153,7 @@ func (w watchTx) UpdateSubscription(ctx context.Context, user ecoid.ID, fn func(
 // eventAction decodes the event's object and returns the store work for it, or nil for a
 // type billing does not act on. A handled type whose object does not decode is
 // ErrInvalidEvent.
-func (s *Service) eventAction(evt *stripe.Event) (func(context.Context, SubscriptionTx) error, error) {
+func (s *Service) eventAction(ctx context.Context, evt *stripe.Event) (func(context.Context, SubscriptionTx) error, error) {
 	at := unixTime(evt.Created)
 	decode := func(v any) error {
 		if err := json.Unmarshal(evt.Data.Raw, v); err != nil {
@@ -160,12 +162,25 @@ func (s *Service) eventAction(evt *stripe.Event) (func(context.Context, Subscrip
 		return nil
 	}
 	switch evt.Type {
-	case eventCheckoutCompleted:
+	case eventCheckoutCompleted, eventCheckoutAsyncPaid, eventCheckoutAsyncFailed:
 		var cs stripe.CheckoutSession
 		if err := decode(&cs); err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context, tx SubscriptionTx) error { return s.onCheckoutCompleted(ctx, tx, &cs, at) }, nil
+		if evt.Type == eventCheckoutAsyncFailed {
+			return func(ctx context.Context, tx SubscriptionTx) error { return s.onCheckoutFailed(ctx, tx, &cs, at) }, nil
+		}
+		if cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid && cs.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired {
+			// Not paid yet (a delayed payment method): async_payment_succeeded, or the
+			// subscription becoming active, activates the plan.
+			s.log.Info("checkout session not paid yet; plan not activated", "session", cs.ID, "payment_status", string(cs.PaymentStatus))
+			return func(context.Context, SubscriptionTx) error { return nil }, nil
+		}
+		sub, err := s.checkoutSubscription(ctx, &cs)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, tx SubscriptionTx) error { return s.onCheckoutPaid(ctx, tx, &cs, sub, at) }, nil
 	case eventSubscriptionCreated, eventSubscriptionUpdated, eventSubscriptionDeleted:
 		var sub stripe.Subscription
 		if err := decode(&sub); err != nil {
@@ -192,27 +207,63 @@ func (s *Service) eventAction(evt *stripe.Event) (func(context.Context, Subscrip
 // (so a late update of a subscription deleted in that second cannot revive it). An event
 // about another, newer subscription is adopted unless that subscription has ended.
 
-func (s *Service) onCheckoutCompleted(ctx context.Context, tx SubscriptionTx, cs *stripe.CheckoutSession, at time.Time) error {
-	user, err := ecoid.Parse(cs.ClientReferenceID)
-	if err != nil || user.Type() != ecoid.User {
-		user, err = ecoid.Parse(cs.Metadata["eco_id"])
-		if err != nil || user.Type() != ecoid.User {
-			s.log.Warn("checkout.session.completed without a user EcoID; ignored", "session", cs.ID)
-			return nil
+// checkoutUser is the user a checkout session is for (client_reference_id, else the
+// metadata's eco_id), or false.
+func checkoutUser(cs *stripe.CheckoutSession) (ecoid.ID, bool) {
+	for _, v := range []string{cs.ClientReferenceID, cs.Metadata["eco_id"]} {
+		if user, err := ecoid.Parse(v); err == nil && user.Type() == ecoid.User {
+			return user, true
 		}
 	}
-	plan, err := ParsePlan(cs.Metadata["plan"])
-	if err != nil || plan == Free {
-		s.log.Warn("checkout.session.completed without a paid plan; ignored", "session", cs.ID)
+	return "", false
+}
+
+// checkoutSubscription reads the subscription a paid checkout session created from
+// Stripe: the session in the event carries neither its prices nor its status. Without a
+// Stripe client, or for a session without a subscription, it returns nil.
+func (s *Service) checkoutSubscription(ctx context.Context, cs *stripe.CheckoutSession) (*stripe.Subscription, error) {
+	if s.cfg.Stripe == nil || cs.Subscription == nil || cs.Subscription.ID == "" {
+		return nil, nil
+	}
+	if _, ok := checkoutUser(cs); !ok {
+		return nil, nil // ignored anyway; no need to ask Stripe
+	}
+	p := &stripe.SubscriptionParams{Params: stripe.Params{Context: ctx}}
+	sub, err := s.cfg.Stripe.Subscriptions.Get(cs.Subscription.ID, p)
+	if err != nil {
+		return nil, fmt.Errorf("billing: checkout session %s: read subscription: %w: %w", cs.ID, ErrStripe, err)
+	}
+	return sub, nil
+}
+
+// onCheckoutPaid handles a checkout session whose payment is done (payment_status paid or
+// no_payment_required). The plan is the one the subscription's price bills (PriceIDs) and
+// the status the subscription's own: what the session's metadata says is not trusted. A
+// price that is not configured upgrades nothing. Without a Stripe client (sub nil) the
+// session only links the user to its customer and subscription; the
+// customer.subscription.* events, which carry prices and status, then set the plan.
+func (s *Service) onCheckoutPaid(ctx context.Context, tx SubscriptionTx, cs *stripe.CheckoutSession, sub *stripe.Subscription, at time.Time) error {
+	user, ok := checkoutUser(cs)
+	if !ok {
+		s.log.Warn("checkout session without a user EcoID; ignored", "session", cs.ID)
 		return nil
+	}
+	var plan PlanID
+	if sub != nil {
+		var known bool
+		if plan, known = s.planOf(sub); !known {
+			s.log.Warn("checkout session for a price that is not configured; plan not changed",
+				"session", cs.ID, "subscription", sub.ID, "prices", pricesOf(sub))
+			return nil
+		}
 	}
 	if s.cfg.UserExists != nil {
 		known, err := s.cfg.UserExists(ctx, user)
 		if err != nil {
-			return fmt.Errorf("billing: checkout.session.completed: look up user: %w", err)
+			return fmt.Errorf("billing: %s: look up user: %w", cs.ID, err)
 		}
 		if !known {
-			s.log.Warn("checkout.session.completed for an unknown user; ignored", "session", cs.ID, "user", user.String())
+			s.log.Warn("checkout session for an unknown user; ignored", "session", cs.ID, "user", user.String())
 			return nil
 		}
 	}
@@ -234,11 +285,17 @@ func (s *Service) onCheckoutCompleted(ctx context.Context, tx SubscriptionTx, cs
 	}); err != nil {
 		return err
 	}
-	_, err = tx.UpdateSubscription(ctx, user, func(r *Subscription) error {
+	_, err := tx.UpdateSubscription(ctx, user, func(r *Subscription) error {
 		if !newer(r, subID, at) {
 			return nil
 		}
-		r.Plan, r.Status, r.CancelAtPeriodEnd = plan, StatusActive, false
+		if sub != nil {
+			if r.Plan != Enterprise { // Enterprise is the operator's (SetEnterprise)
+				r.Plan = plan
+			}
+			r.Status, r.CancelAtPeriodEnd = Status(sub.Status), sub.CancelAtPeriodEnd
+			r.CurrentPeriodStart, r.CurrentPeriodEnd = unixTime(sub.CurrentPeriodStart), unixTime(sub.CurrentPeriodEnd)
+		}
 		if subID != "" {
 			r.StripeSubscriptionID = subID
 		}
@@ -249,6 +306,41 @@ func (s *Service) onCheckoutCompleted(ctx context.Context, tx SubscriptionTx, cs
 		return nil
 	})
 	return err
+}
+
+// onCheckoutFailed handles checkout.session.async_payment_failed: the delayed payment of
+// the session did not go through, so its subscription, when it is the user's current
+// one, is not entitled (incomplete) until Stripe reports it active.
+func (s *Service) onCheckoutFailed(ctx context.Context, tx SubscriptionTx, cs *stripe.CheckoutSession, at time.Time) error {
+	user, ok := checkoutUser(cs)
+	if !ok || cs.Subscription == nil || cs.Subscription.ID == "" {
+		return nil
+	}
+	s.log.Info("checkout session payment failed", "session", cs.ID, "user", user.String())
+	_, err := tx.UpdateSubscription(ctx, user, func(r *Subscription) error {
+		if r.StripeSubscriptionID != cs.Subscription.ID || !newer(r, cs.Subscription.ID, at) {
+			return nil
+		}
+		r.Status, r.StateAt, r.UpdatedAt = StatusIncomplete, at, s.now()
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// pricesOf lists a subscription's price IDs, for logs.
+func pricesOf(sub *stripe.Subscription) []string {
+	var out []string
+	if sub.Items != nil {
+		for _, it := range sub.Items.Data {
+			if it != nil && it.Price != nil {
+				out = append(out, it.Price.ID)
+			}
+		}
+	}
+	return out
 }
 
 // newer applies the ordering rule for an event about Stripe subscription subID.
@@ -277,24 +369,22 @@ func findUser(ctx context.Context, tx SubscriptionTx, metadata map[string]string
 	return Subscription{}, ErrNotFound
 }
 
+// planOf returns the plan a subscription bills: the best plan among its items' prices
+// (PriceIDs.PlanOf), and false when none of its prices is configured. Metadata is never
+// read: anyone with dashboard access can write it.
 func (s *Service) planOf(sub *stripe.Subscription) (PlanID, bool) {
+	var plan PlanID
 	if sub.Items != nil {
 		for _, it := range sub.Items.Data {
-			if it == nil || it.Price == nil || it.Price.ID == "" {
+			if it == nil || it.Price == nil {
 				continue
 			}
-			switch it.Price.ID {
-			case s.cfg.Prices.Pro:
-				return Pro, true
-			case s.cfg.Prices.Free:
-				return Free, true
+			if p, ok := s.cfg.Prices.PlanOf(it.Price.ID); ok && (plan == "" || p == Pro) {
+				plan = p
 			}
 		}
 	}
-	if p, err := ParsePlan(sub.Metadata["plan"]); err == nil {
-		return p, true
-	}
-	return "", false
+	return plan, plan != ""
 }
 
 func (s *Service) onSubscription(ctx context.Context, tx SubscriptionTx, sub *stripe.Subscription, at time.Time, deleted bool) error {
@@ -325,10 +415,22 @@ func (s *Service) onSubscription(ctx context.Context, tx SubscriptionTx, sub *st
 		if r.StripeSubscriptionID != sub.ID && r.StripeSubscriptionID != "" && !status.Entitled() {
 			return nil // another subscription that is not live cannot replace the current one
 		}
-		r.StripeSubscriptionID, r.Status, r.CancelAtPeriodEnd = sub.ID, status, sub.CancelAtPeriodEnd
-		if planKnown {
+		switch {
+		case !planKnown && r.StripeSubscriptionID != sub.ID:
+			// Not a subscription to a plan of ours: it upgrades nothing and replaces nothing.
+			s.log.Warn("subscription for a price that is not configured; ignored", "subscription", sub.ID, "prices", pricesOf(sub))
+			return nil
+		case r.Plan == Enterprise:
+			// Enterprise is the operator's (SetEnterprise); the status still follows Stripe.
+		case planKnown:
 			r.Plan = plan
+		default:
+			// The current subscription now bills a price that is not configured: it no
+			// longer pays for a plan of ours.
+			s.log.Warn("subscription moved to a price that is not configured; back on free", "subscription", sub.ID, "prices", pricesOf(sub))
+			r.Plan = Free
 		}
+		r.StripeSubscriptionID, r.Status, r.CancelAtPeriodEnd = sub.ID, status, sub.CancelAtPeriodEnd
 		if sub.Customer != nil && sub.Customer.ID != "" {
 			r.StripeCustomerID = sub.Customer.ID
 		}

@@ -23,6 +23,7 @@ func checkoutSession(user ecoid.ID, plan, cust, sub string) map[string]any {
 		"client_reference_id": user.String(), "customer": cust, "subscription": sub,
 		"customer_details": map[string]any{"email": "buyer@example.com"},
 		"metadata":         map[string]any{"eco_id": user.String(), "plan": plan},
+		"payment_status":   "paid",
 	}
 }
 
@@ -49,19 +50,42 @@ var evtSeq atomic.Int64
 
 func evtID() string { return fmt.Sprintf("evt_test_%d", evtSeq.Add(1)) }
 
-// proUser is a user whom checkout made Pro on Stripe subscription sub_1 / customer cus_1.
+// proUser is a user whom a checkout made Pro on Stripe subscription sub_1 / customer
+// cus_1: the session links them, the subscription's event (its price) sets the plan.
 func proUser(t *testing.T, e *env) ecoid.ID {
 	t.Helper()
 	u := e.user(t)
-	status, body := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", e.clock.Now().Add(-time.Minute), checkoutSession(u, "pro", "cus_1", "sub_1")))
+	at := e.clock.Now().Add(-time.Minute)
+	status, body := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", at, checkoutSession(u, "pro", "cus_1", "sub_1")))
 	if status != 200 {
 		t.Fatalf("checkout.session.completed: %d %v", status, body)
+	}
+	sub := subscriptionObj(u, "sub_1", "cus_1", "active", proPrice, false, billing.PeriodStart(at))
+	if status, body = e.deliver(t, stripeEvent(evtID(), "customer.subscription.created", at, sub)); status != 200 {
+		t.Fatalf("customer.subscription.created: %d %v", status, body)
+	}
+	if e.row(t, u).Plan != billing.Pro {
+		t.Fatal("proUser is not on Pro")
 	}
 	return u
 }
 
+// stripeMockEnv is a service on stripe-mock whose Pro price is the one stripe-mock's
+// subscriptions carry, so a checkout's subscription read back from Stripe bills Pro.
+func stripeMockEnv(t *testing.T, opts ...func(*billing.Config)) *env {
+	t.Helper()
+	return stripeMockEnvWith(t, memory.NewBillingStore(), opts...)
+}
+
+func stripeMockEnvWith(t *testing.T, store billing.Store, opts ...func(*billing.Config)) *env {
+	t.Helper()
+	return newEnvWith(t, store, true, append([]func(*billing.Config){func(c *billing.Config) {
+		c.Prices.Plans = map[string]billing.PlanID{mockPrice(t): billing.Pro}
+	}}, opts...)...)
+}
+
 func TestWebhookCheckoutActivatesPlan(t *testing.T) {
-	e := newEnv(t, false)
+	e := stripeMockEnv(t)
 	u := e.user(t)
 	if l, hard, _ := e.svc.QuotaFor(context.Background(), u); l != 1000 || !hard {
 		t.Fatal("not on Free before checkout")
@@ -69,6 +93,9 @@ func TestWebhookCheckoutActivatesPlan(t *testing.T) {
 	status, body := e.deliver(t, stripeEvent("evt_co", "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_9", "sub_9")))
 	if status != 200 || body["received"] != true || body["duplicate"] != false {
 		t.Fatalf("status %d %v", status, body)
+	}
+	if got := e.rec.sent("GET", "/v1/subscriptions/sub_9"); len(got) != 1 {
+		t.Fatalf("the subscription was read %d times, want once", len(got))
 	}
 	row := e.row(t, u)
 	if row.Plan != billing.Pro || row.Status != billing.StatusActive || row.StripeCustomerID != "cus_9" || row.StripeSubscriptionID != "sub_9" || !row.StateAt.Equal(testNow) {
@@ -80,7 +107,7 @@ func TestWebhookCheckoutActivatesPlan(t *testing.T) {
 }
 
 func TestWebhookCheckoutForUserWithoutRow(t *testing.T) {
-	e := newEnv(t, false)
+	e := stripeMockEnv(t)
 	u := ecoid.New(ecoid.User)
 	cs := checkoutSession(u, "pro", "cus_2", "sub_2")
 	cs["client_reference_id"] = "" // found through metadata instead
@@ -92,14 +119,156 @@ func TestWebhookCheckoutForUserWithoutRow(t *testing.T) {
 	}
 }
 
-func TestWebhookCheckoutWithoutUserOrPlanIsIgnored(t *testing.T) {
+// TestWebhookCheckoutWithoutStripeLinksOnly: without a Stripe client the session cannot
+// be checked against what Stripe bills, so it only links the user to the customer and
+// subscription; the subscription's own event sets the plan from its price.
+func TestWebhookCheckoutWithoutStripeLinksOnly(t *testing.T) {
 	e := newEnv(t, false)
+	u := e.user(t)
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(u, "enterprise", "cus_l", "sub_l")))
+	if row := e.row(t, u); row.Plan != billing.Free || row.StripeCustomerID != "cus_l" || row.StripeSubscriptionID != "sub_l" {
+		t.Fatalf("row after checkout = %+v", row)
+	}
+	sub := subscriptionObj("", "sub_l", "cus_l", "active", proPrice, false, billing.PeriodStart(testNow))
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.created", testNow, sub))
+	if row := e.row(t, u); row.Plan != billing.Pro {
+		t.Fatalf("row after the subscription event = %+v", row)
+	}
+}
+
+// TestWebhookPlanFollowsThePrice is issue 10.7: metadata is free text (anyone with
+// dashboard access writes it), so plan=enterprise in it upgrades nothing; the price does.
+func TestWebhookPlanFollowsThePrice(t *testing.T) { onEveryStore(t, testWebhookPlanFollowsThePrice) }
+
+func testWebhookPlanFollowsThePrice(t *testing.T, newStore func(*testing.T) billing.Store) {
+	e := stripeMockEnvWith(t, newStore(t), func(c *billing.Config) { c.Prices.Plans["price_yearly_pro"] = billing.Pro })
+	start := billing.PeriodStart(testNow)
+	upd := func(u ecoid.ID, sub, price string, md map[string]any, at time.Time) {
+		t.Helper()
+		obj := subscriptionObj(u, sub, "cus_"+string(u[8:]), "active", price, false, start)
+		for k, v := range md {
+			obj["metadata"].(map[string]any)[k] = v
+		}
+		if status, body := e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", at, obj)); status != 200 {
+			t.Fatalf("%d %v", status, body)
+		}
+	}
+	enterprise := map[string]any{"plan": "enterprise"}
+
+	// An unknown price with plan=enterprise: nothing.
+	a := e.user(t)
+	upd(a, "sub_a", "price_somebody_elses", enterprise, testNow)
+	if row := e.row(t, a); row.Plan != billing.Free || row.StripeSubscriptionID != "" {
+		t.Fatalf("an unknown price changed the row: %+v", row)
+	}
+	if l, hard, _ := e.svc.QuotaFor(context.Background(), a); l != 1000 || !hard {
+		t.Fatalf("quota after plan=enterprise metadata: %d %v", l, hard)
+	}
+	// The Pro price with plan=enterprise: Pro, not Enterprise. So does a further Pro price.
+	upd(a, "sub_a", proPrice, enterprise, testNow.Add(time.Second))
+	if row := e.row(t, a); row.Plan != billing.Pro {
+		t.Fatalf("Pro price: %+v", row)
+	}
+	b := e.user(t)
+	upd(b, "sub_b", "price_yearly_pro", nil, testNow)
+	if row := e.row(t, b); row.Plan != billing.Pro {
+		t.Fatalf("Prices.Plans price: %+v", row)
+	}
+	// The current subscription moved to a price we do not sell: back on Free.
+	upd(a, "sub_a", "price_somebody_elses", enterprise, testNow.Add(2*time.Second))
+	if row := e.row(t, a); row.Plan != billing.Free {
+		t.Fatalf("the current subscription on an unknown price kept %s", row.Plan)
+	}
+	// Another subscription on an unknown price does not touch a Pro user's row.
+	upd(b, "sub_other_product", "price_somebody_elses", nil, testNow.Add(time.Second))
+	if row := e.row(t, b); row.Plan != billing.Pro || row.StripeSubscriptionID != "sub_b" {
+		t.Fatalf("an unrelated subscription replaced the current one: %+v", row)
+	}
+	// Enterprise comes only from SetEnterprise; a price mapped to it is ignored.
+	e2 := stripeMockEnvWith(t, newStore(t), func(c *billing.Config) { c.Prices.Plans["price_ent"] = billing.Enterprise })
+	c := e2.user(t)
+	obj := subscriptionObj(c, "sub_c", "cus_c", "active", "price_ent", false, start)
+	e2.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow, obj))
+	if row := e2.row(t, c); row.Plan != billing.Free {
+		t.Fatalf("a price mapped to enterprise granted %s", row.Plan)
+	}
+	// Checkout: the session's metadata says enterprise, the subscription Stripe bills is
+	// Pro (stripe-mock's price): Pro.
+	d := e.user(t)
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(d, "enterprise", "cus_d", "sub_d")))
+	if row := e.row(t, d); row.Plan != billing.Pro {
+		t.Fatalf("checkout: %+v", row)
+	}
+	// A checkout whose subscription bills a price we do not sell: nothing.
+	f := newEnvWith(t, newStore(t), true) // stripe-mock's price is not configured here
+	g := f.user(t)
+	f.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(g, "enterprise", "cus_g", "sub_g")))
+	if row := f.row(t, g); row.Plan != billing.Free || row.StripeSubscriptionID != "" {
+		t.Fatalf("checkout of an unknown price: %+v", row)
+	}
+}
+
+// TestWebhookCheckoutUnpaid is issue 10.8: a session with payment_status unpaid (a
+// delayed payment method) does not activate anything; its async success, or the
+// subscription becoming active, does; its async failure leaves the user on Free.
+func TestWebhookCheckoutUnpaid(t *testing.T) { onEveryStore(t, testWebhookCheckoutUnpaid) }
+
+func testWebhookCheckoutUnpaid(t *testing.T, newStore func(*testing.T) billing.Store) {
+	e := stripeMockEnvWith(t, newStore(t))
+	unpaid := func(u ecoid.ID, sub string) map[string]any {
+		cs := checkoutSession(u, "pro", "cus_"+sub, sub)
+		cs["payment_status"] = "unpaid"
+		return cs
+	}
+	// Unpaid, then paid later.
+	a := e.user(t)
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, unpaid(a, "sub_a")))
+	if row := e.row(t, a); row.Plan != billing.Free {
+		t.Fatalf("an unpaid checkout activated %s", row.Plan)
+	}
+	if l, hard, _ := e.svc.QuotaFor(context.Background(), a); l != 1000 || !hard {
+		t.Fatal("quota of an unpaid checkout is not Free's")
+	}
+	paid := unpaid(a, "sub_a")
+	paid["payment_status"] = "paid"
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.async_payment_succeeded", testNow.Add(time.Hour), paid))
+	if row := e.row(t, a); row.Plan != billing.Pro || row.StripeSubscriptionID != "sub_a" {
+		t.Fatalf("after async_payment_succeeded: %+v", row)
+	}
+	// Unpaid, then failed.
+	b := e.user(t)
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, unpaid(b, "sub_b")))
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.async_payment_failed", testNow.Add(time.Hour), unpaid(b, "sub_b")))
+	if row := e.row(t, b); row.Plan != billing.Free {
+		t.Fatalf("after async_payment_failed: %+v", row)
+	}
+	// Unpaid, then the subscription becomes active.
+	c := e.user(t)
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, unpaid(c, "sub_c")))
+	obj := subscriptionObj(c, "sub_c", "cus_sub_c", "active", proPrice, false, billing.PeriodStart(testNow))
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(time.Hour), obj))
+	if row := e.row(t, c); row.Plan != billing.Pro {
+		t.Fatalf("after the subscription became active: %+v", row)
+	}
+	// A failure reported for the subscription a user is on takes the plan's terms away.
+	e.deliver(t, stripeEvent(evtID(), "checkout.session.async_payment_failed", testNow.Add(2*time.Hour), unpaid(c, "sub_c")))
+	if l, hard, _ := e.svc.QuotaFor(context.Background(), c); l != 1000 || !hard {
+		t.Fatalf("quota after the payment failed: %d %v", l, hard)
+	}
+	// None of the unpaid sessions read Stripe.
+	if got := e.rec.sent("GET", "/v1/subscriptions/"); len(got) != 1 {
+		t.Fatalf("%d subscription reads, want 1 (the paid one)", len(got))
+	}
+}
+
+func TestWebhookCheckoutWithoutUserIsIgnored(t *testing.T) {
+	e := stripeMockEnv(t)
 	u := e.user(t)
 	noUser := checkoutSession(u, "pro", "cus_3", "sub_3")
 	noUser["client_reference_id"], noUser["metadata"] = "someone", map[string]any{}
-	badPlan := checkoutSession(u, "gold", "cus_3", "sub_3")
-	freePlan := checkoutSession(u, "free", "cus_3", "sub_3")
-	for _, obj := range []map[string]any{noUser, badPlan, freePlan} {
+	noSub := checkoutSession(u, "pro", "cus_3", "")
+	delete(noSub, "subscription")
+	for _, obj := range []map[string]any{noUser, noSub} {
 		if status, _ := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, obj)); status != 200 {
 			t.Fatal(status)
 		}
@@ -176,7 +345,11 @@ func TestWebhookSignatureChecks(t *testing.T) {
 // signed delivery replayed with a fresh t= in front of its own. The signature is valid for
 // the old timestamp only, so the header must be refused whatever order the two t= have.
 func TestWebhookReplayThroughSecondTimestamp(t *testing.T) {
-	e := newEnv(t, false)
+	onEveryStore(t, testWebhookReplayThroughSecondTimestamp)
+}
+
+func testWebhookReplayThroughSecondTimestamp(t *testing.T, newStore func(*testing.T) billing.Store) {
+	e := newEnvWith(t, newStore(t), false)
 	u := e.user(t)
 	payload := stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1"))
 	old := e.clock.Now().AddDate(0, -1, 0)
@@ -300,17 +473,17 @@ func TestWebhookSubscriptionUpdated(t *testing.T) {
 	if row := e.row(t, u); row.Plan != billing.Free || row.Status != billing.StatusActive {
 		t.Fatalf("row = %+v", row)
 	}
-	// An unknown price falls back to the metadata's plan, and then to the current plan.
+	// Back on the Pro price; then an unknown price, whatever the metadata says, is Free.
+	obj = subscriptionObj(u, "sub_1", "cus_1", "trialing", proPrice, false, start)
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(2*time.Second), obj))
+	if row := e.row(t, u); row.Plan != billing.Pro || row.Status != billing.StatusTrialing {
+		t.Fatalf("row = %+v", row)
+	}
 	obj = subscriptionObj(u, "sub_1", "cus_1", "active", "price_other", false, start)
 	obj["metadata"] = map[string]any{"eco_id": u.String(), "plan": "pro"}
-	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(2*time.Second), obj))
-	if row := e.row(t, u); row.Plan != billing.Pro {
-		t.Fatalf("plan from metadata: %+v", row)
-	}
-	obj = subscriptionObj(u, "sub_1", "cus_1", "trialing", "price_other", false, start)
 	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(3*time.Second), obj))
-	if row := e.row(t, u); row.Plan != billing.Pro || row.Status != billing.StatusTrialing {
-		t.Fatalf("unknown price and plan: %+v", row)
+	if row := e.row(t, u); row.Plan != billing.Free {
+		t.Fatalf("plan from metadata: %+v", row)
 	}
 	// An event for a customer nobody has is acknowledged and ignored.
 	obj = subscriptionObj("", "sub_x", "cus_unknown", "active", proPrice, false, start)
@@ -431,7 +604,8 @@ func TestWebhookHandlerErrorLeavesEventUnprocessed(t *testing.T) {
 	fs := &failingStore{BillingStore: memory.NewBillingStore()}
 	e := newEnvWith(t, fs, false)
 	u := e.user(t)
-	payload := stripeEvent("evt_retry", "checkout.session.completed", testNow, checkoutSession(u, "pro", "cus_1", "sub_1"))
+	payload := stripeEvent("evt_retry", "customer.subscription.created", testNow,
+		subscriptionObj(u, "sub_1", "cus_1", "active", proPrice, false, billing.PeriodStart(testNow)))
 	fs.fail.Store(true)
 	status, body := e.deliver(t, payload)
 	if status != 500 || errCode(body) != "webhook_failed" || strings.Contains(fmt.Sprint(body), "database") {
@@ -449,7 +623,7 @@ func TestWebhookHandlerErrorLeavesEventUnprocessed(t *testing.T) {
 
 func TestWebhookCheckoutForUnknownUserIsIgnored(t *testing.T) {
 	known := ecoid.New(ecoid.User)
-	e := newEnv(t, false, func(c *billing.Config) {
+	e := stripeMockEnv(t, func(c *billing.Config) {
 		c.UserExists = func(_ context.Context, u ecoid.ID) (bool, error) { return u == known, nil }
 	})
 	stranger := ecoid.New(ecoid.User)

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -22,8 +23,15 @@ type billingConfig struct {
 	StripeBase    string // STRIPE_API_BASE (stripe-mock); empty: api.stripe.com
 	PricePro      string // STRIPE_PRICE_PRO
 	PriceFree     string // STRIPE_PRICE_FREE
-	AppURL        string // NEXUS_APP_URL: base of the checkout and portal return URLs
-	CronSecret    string // NEXUS_CRON_SECRET; empty: the cron route refuses everyone
+	// Prices are more price IDs and the plan each bills (STRIPE_PRICES:
+	// "price_a=pro,price_b=free"), e.g. a yearly Pro price. A webhook's plan is the one
+	// its subscription's price maps to; any other price upgrades nothing.
+	Prices     map[string]billing.PlanID
+	AppURL     string // NEXUS_APP_URL: base of the checkout and portal return URLs
+	CronSecret string // NEXUS_CRON_SECRET; empty: the cron route refuses everyone
+	// Now is billing's clock (webhook tolerance, terms history, the cron's period); nil
+	// is time.Now. Not configurable from outside: tests set it.
+	Now func() time.Time
 }
 
 // parseBillingConfig reads the billing variables. NEXUS_APP_URL must be an http(s) URL.
@@ -36,11 +44,35 @@ func parseBillingConfig(cfg *config, getenv func(string) string) error {
 	if b.AppURL == "" {
 		b.AppURL = "http://127.0.0.1:8080"
 	}
+	prices, err := parsePrices(getenv("STRIPE_PRICES"))
+	if err != nil {
+		return err
+	}
+	b.Prices = prices
 	if !strings.HasPrefix(b.AppURL, "http://") && !strings.HasPrefix(b.AppURL, "https://") {
 		return errors.New("NEXUS_APP_URL must start with http:// or https://")
 	}
 	cfg.Billing = b
 	return nil
+}
+
+// parsePrices reads STRIPE_PRICES: comma-separated price_id=plan pairs, plan free or pro
+// (Enterprise is set per customer, never by a price).
+func parsePrices(v string) (map[string]billing.PlanID, error) {
+	out := map[string]billing.PlanID{}
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, name, ok := strings.Cut(part, "=")
+		plan, err := billing.ParsePlan(strings.TrimSpace(name))
+		if id = strings.TrimSpace(id); !ok || id == "" || err != nil || plan == billing.Enterprise {
+			return nil, fmt.Errorf("STRIPE_PRICES: %q is not price_id=free or price_id=pro", part)
+		}
+		out[id] = plan
+	}
+	return out, nil
 }
 
 // billingHandlers serve subscriptions, the Stripe webhook and the overage cron.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 	"github.com/nexus-ecosystem/nexus/usage"
+	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
@@ -31,22 +34,42 @@ type subscriptionAnswer struct {
 	BillingEnabled    bool   `json:"billing_enabled"`
 }
 
-// billingEnv is authEnv plus billing against stripe-mock (skipping without it).
+// billingEnv is authEnv plus billing against stripe-mock (skipping without it). Its Pro
+// price is the one stripe-mock's subscriptions carry, since a paid checkout's plan is
+// the price of the subscription billing reads back from Stripe.
 func billingEnv(t *testing.T, extra ...string) map[string]string {
 	t.Helper()
 	return authEnv(append([]string{
 		"STRIPE_SECRET_KEY", "sk_test_server", "STRIPE_API_BASE", testenv.Stripe(t),
-		"STRIPE_WEBHOOK_SECRET", testWebhookSecret, "STRIPE_PRICE_PRO", "price_pro_server",
+		"STRIPE_WEBHOOK_SECRET", testWebhookSecret, "STRIPE_PRICE_PRO", stripeMockPrice(t),
 		"NEXUS_CRON_SECRET", testCronSecret, "NEXUS_ADMINS", "boss@example.com",
 	}, extra...)...)
 }
 
-// webhook posts a signed Stripe event to the server.
+// stripeMockPrice is the price ID of the subscriptions stripe-mock answers with.
+func stripeMockPrice(t *testing.T) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, testenv.Stripe(t)+"/v1/subscriptions/sub_probe", nil)
+	req.SetBasicAuth("sk_test_server", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sub stripe.Subscription
+	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || sub.Items == nil || len(sub.Items.Data) == 0 || sub.Items.Data[0].Price == nil {
+		t.Fatalf("stripe-mock's subscription has no price: %v", err)
+	}
+	return sub.Items.Data[0].Price.ID
+}
+
+// webhook posts a Stripe event to the server, signed at its creation time (which must
+// be within 5 minutes of the server's billing clock).
 func (s *testServer) stripeEvent(typ string, created time.Time, object string) *http.Response {
 	s.t.Helper()
 	payload := fmt.Sprintf(`{"id":"evt_%s","object":"event","api_version":"2023-10-16","type":%q,"created":%d,"data":{"object":%s}}`,
 		ecoid.New(ecoid.Event)[8:], typ, created.Unix(), object)
-	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(payload), Secret: testWebhookSecret}).Header
+	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(payload), Secret: testWebhookSecret, Timestamp: created}).Header
 	return s.do("POST", "/api/webhooks/stripe", payload, http.Header{"Stripe-Signature": {sig}}, nil)
 }
 
@@ -112,7 +135,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	now := time.Now()
 	uid := user.User.ID
 	resp := s.stripeEvent("checkout.session.completed", now.Add(-time.Minute), fmt.Sprintf(
-		`{"id":"cs_1","object":"checkout.session","client_reference_id":%q,"customer":"cus_srv","subscription":"sub_srv","metadata":{"eco_id":%q,"plan":"pro"}}`, uid, uid))
+		`{"id":"cs_1","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_srv","subscription":"sub_srv","metadata":{"eco_id":%q,"plan":"pro"}}`, uid, uid))
 	if resp.StatusCode != 200 {
 		t.Fatalf("webhook: %d", resp.StatusCode)
 	}
@@ -126,7 +149,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	// A signed event about a user this server does not have changes nothing.
 	stranger := ecoid.New(ecoid.User)
 	resp = s.stripeEvent("checkout.session.completed", now, fmt.Sprintf(
-		`{"id":"cs_2","object":"checkout.session","client_reference_id":%q,"customer":"cus_x","subscription":"sub_x","metadata":{"eco_id":%q,"plan":"pro"}}`, stranger, stranger))
+		`{"id":"cs_2","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_x","subscription":"sub_x","metadata":{"eco_id":%q,"plan":"pro"}}`, stranger, stranger))
 	if resp.StatusCode != 200 {
 		t.Fatalf("webhook about a stranger: %d", resp.StatusCode)
 	}
@@ -281,19 +304,33 @@ func TestStripeFailureIsBadGateway(t *testing.T) {
 	}
 }
 
-// TestBillingUsesUsageCounts runs the whole loop on one server: checkout makes a user Pro,
-// the usage routes and quota see the Pro plan, the cron invoices last month's calls over
-// the quota from the usage counter, and the admin overview reads the usage log.
+// TestBillingUsesUsageCounts runs the whole loop on one server: checkout makes a user Pro
+// (last month, on billing's clock), the usage routes and quota see the Pro plan, the cron
+// invoices last month's calls over the quota from the usage counter, and the admin
+// overview reads the usage log.
 func TestBillingUsesUsageCounts(t *testing.T) {
-	a, s := startApp(t, billingEnv(t))
+	var mu sync.Mutex
+	clock := billing.PeriodStart(time.Now()).AddDate(0, -1, 1) // the 2nd of last month; zero: now
+	billingNow := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		if clock.IsZero() {
+			return time.Now()
+		}
+		return clock
+	}
+	a, s := startAppWith(t, billingEnv(t), func(c *config) { c.Billing.Now = billingNow })
 	ctx := context.Background()
 	boss := s.register("boss@example.com")
 	user := s.register("ann@example.com")
 	uid := ecoid.MustParse(user.User.ID)
-	if resp := s.stripeEvent("checkout.session.completed", time.Now().Add(-time.Minute), fmt.Sprintf(
-		`{"id":"cs_2","object":"checkout.session","client_reference_id":%q,"customer":"cus_loop","subscription":"sub_loop","metadata":{"plan":"pro"}}`, uid)); resp.StatusCode != 200 {
+	if resp := s.stripeEvent("checkout.session.completed", billingNow(), fmt.Sprintf(
+		`{"id":"cs_2","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_loop","subscription":"sub_loop","metadata":{"plan":"pro"}}`, uid)); resp.StatusCode != 200 {
 		t.Fatalf("webhook: %d", resp.StatusCode)
 	}
+	mu.Lock()
+	clock = time.Time{}
+	mu.Unlock()
 	var cur usageCurrentJSON
 	if s.do("GET", "/api/usage/current", "", bearer(user.AccessToken), &cur); cur.Plan != "pro" || cur.Quota != 100_000 {
 		t.Fatalf("usage/current after checkout: %+v", cur)
@@ -369,5 +406,106 @@ func TestCheckoutWithoutProPrice(t *testing.T) {
 	}
 	if resp := s.do("POST", "/api/subscriptions/checkout", `{"plan":"gold"}`, bearer(user.AccessToken), &e); resp.StatusCode != 400 || e.Error.Code != "invalid_plan" {
 		t.Fatalf("unknown plan: %d %+v", resp.StatusCode, e)
+	}
+}
+
+// TestBillingConfigPrices: STRIPE_PRICES maps more price IDs to free or pro; anything
+// else refuses to start.
+func TestBillingConfigPrices(t *testing.T) {
+	cfg, err := parseConfig(nil, func(k string) string {
+		return map[string]string{"STRIPE_PRICES": " price_y=pro, price_f=free ,"}[k]
+	})
+	if err != nil || len(cfg.Billing.Prices) != 2 || cfg.Billing.Prices["price_y"] != billing.Pro || cfg.Billing.Prices["price_f"] != billing.Free {
+		t.Fatalf("prices = %v, %v", cfg.Billing.Prices, err)
+	}
+	for _, bad := range []string{"price_e=enterprise", "price_x", "=pro", "price_g=gold"} {
+		if _, err := parseConfig(nil, func(k string) string { return map[string]string{"STRIPE_PRICES": bad}[k] }); err == nil {
+			t.Errorf("STRIPE_PRICES=%q was accepted", bad)
+		}
+	}
+}
+
+// TestBillingAttacksThroughServer replays issue 10's billing findings against the server:
+// a month-old signature behind a fresh t=, an unpaid checkout, plan=enterprise in free-text
+// metadata, and calls over the quota on a subscription deleted before the cron (the
+// billing tests do it with 5,000,000 calls; 110,000 keep this one quick).
+func TestBillingAttacksThroughServer(t *testing.T) {
+	var mu sync.Mutex
+	clock := billing.PeriodStart(time.Now()).AddDate(0, -1, 1)
+	billingNow := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		if clock.IsZero() {
+			return time.Now()
+		}
+		return clock
+	}
+	a, s := startAppWith(t, billingEnv(t), func(c *config) { c.Billing.Now = billingNow })
+	plan := func(u sessionAnswer) string {
+		t.Helper()
+		var sub subscriptionAnswer
+		s.do("GET", "/api/subscriptions/current", "", bearer(u.AccessToken), &sub)
+		return sub.Plan
+	}
+
+	// Replay: a signature of a month ago behind a fresh timestamp.
+	ann := s.register("ann@example.com")
+	payload := fmt.Sprintf(`{"id":"evt_replay","object":"event","type":"checkout.session.completed","created":%d,"data":{"object":{"id":"cs_r","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_r","subscription":"sub_r"}}}`,
+		billingNow().Unix(), ann.User.ID)
+	old := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(payload), Secret: testWebhookSecret, Timestamp: billingNow().AddDate(0, -1, 0)}).Header
+	var e errorAnswer
+	header := fmt.Sprintf("t=%d,%s", billingNow().Unix(), old)
+	if resp := s.do("POST", "/api/webhooks/stripe", payload, http.Header{"Stripe-Signature": {header}}, &e); resp.StatusCode != 400 || e.Error.Code != "invalid_signature" {
+		t.Fatalf("replay through a second t=: %d %+v", resp.StatusCode, e)
+	}
+	// Unpaid checkout.
+	s.stripeEvent("checkout.session.completed", billingNow(), fmt.Sprintf(
+		`{"id":"cs_u","object":"checkout.session","payment_status":"unpaid","client_reference_id":%q,"customer":"cus_u","subscription":"sub_u"}`, ann.User.ID))
+	// A subscription on a price this server does not sell, plan=enterprise in metadata.
+	s.stripeEvent("customer.subscription.updated", billingNow(), fmt.Sprintf(
+		`{"id":"sub_m","object":"subscription","customer":"cus_m","status":"active","metadata":{"eco_id":%q,"plan":"enterprise"},"items":{"object":"list","data":[{"id":"si_m","object":"subscription_item","price":{"id":"price_not_ours","object":"price"}}]}}`, ann.User.ID))
+	if p := plan(ann); p != "free" {
+		t.Fatalf("after replay, unpaid checkout and metadata: %s", p)
+	}
+
+	// Pro paid on the 2nd, 110,000 calls, deleted on the 20th, cron next month.
+	bob := s.register("bob@example.com")
+	bid := ecoid.MustParse(bob.User.ID)
+	s.stripeEvent("checkout.session.completed", billingNow(), fmt.Sprintf(
+		`{"id":"cs_b","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_bob","subscription":"sub_bob"}`, bid))
+	if p := plan(bob); p != "pro" {
+		t.Fatalf("paid checkout: %s", p)
+	}
+	last := billing.PeriodStart(billingNow())
+	for range 110_000 {
+		if _, _, err := a.usageStore.AddCall(context.Background(), bid, last, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	clock = clock.AddDate(0, 0, 18)
+	mu.Unlock()
+	s.stripeEvent("customer.subscription.deleted", billingNow(), fmt.Sprintf(
+		`{"id":"sub_bob","object":"subscription","customer":"cus_bob","status":"canceled","metadata":{"eco_id":%q}}`, bid))
+	if p := plan(bob); p != "free" {
+		t.Fatalf("after deletion: %s", p)
+	}
+	mu.Lock()
+	clock = time.Time{}
+	mu.Unlock()
+	var res map[string]int
+	if resp := s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &res); resp.StatusCode != 200 || res["charged"] != 1 {
+		t.Fatalf("cron after the deletion: %d %v", resp.StatusCode, res)
+	}
+	sub, err := a.billing.Current(context.Background(), bid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overview, err := a.billing.Overview(context.Background())
+	if err != nil || overview.OverageRevenueCents != 1_000 {
+		t.Fatalf("overage revenue %d cents (%v), want 1,000 for 10,000 calls over", overview.OverageRevenueCents, err)
+	}
+	if s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &res); res["charged"] != 0 {
+		t.Fatalf("second cron charged again: %v (%s)", res, sub.ID)
 	}
 }

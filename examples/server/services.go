@@ -225,7 +225,8 @@ func (s *services) initBilling() {
 	}
 	bc := s.cfg.Billing
 	cfg := billing.Config{
-		Prices:     billing.PriceIDs{Pro: bc.PricePro, Free: bc.PriceFree},
+		Prices:     billing.PriceIDs{Pro: bc.PricePro, Free: bc.PriceFree, Plans: bc.Prices},
+		Now:        bc.Now,
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
 		Usage: usageCounts{s.usageStore}, Logger: s.log,

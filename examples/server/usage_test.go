@@ -22,9 +22,18 @@ import (
 // track records, flush the tracker). args are server flags.
 func startApp(t *testing.T, env map[string]string, args ...string) (*services, *testServer) {
 	t.Helper()
+	return startAppWith(t, env, nil, args...)
+}
+
+// startAppWith is startApp with a change to the parsed configuration (a clock, say).
+func startAppWith(t *testing.T, env map[string]string, change func(*config), args ...string) (*services, *testServer) {
+	t.Helper()
 	cfg, err := parseConfig(append([]string{"-addr", "127.0.0.1:0"}, args...), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if change != nil {
+		change(&cfg)
 	}
 	logs := &syncBuffer{}
 	a, err := newServices(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))

@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ type BillingStore struct {
 	subs    map[ecoid.ID]billing.Subscription // by user
 	events  map[string]billing.Event
 	charges map[billingChargeKey]billing.OverageCharge
+	terms   map[ecoid.ID][]billing.TermsRecord // by subscription, in write order
 }
 
 type billingChargeKey struct {
@@ -33,6 +35,7 @@ func NewBillingStore() *BillingStore {
 		subs:    map[ecoid.ID]billing.Subscription{},
 		events:  map[string]billing.Event{},
 		charges: map[billingChargeKey]billing.OverageCharge{},
+		terms:   map[ecoid.ID][]billing.TermsRecord{},
 	}
 }
 
@@ -40,33 +43,54 @@ func NewBillingStore() *BillingStore {
 func (s *BillingStore) Subscription(_ context.Context, user ecoid.ID) (billing.Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return billingView{s.subs}.get(user)
+	return s.view().get(user)
 }
 
 // SubscriptionByCustomer implements billing.SubscriptionTx.
 func (s *BillingStore) SubscriptionByCustomer(_ context.Context, customerID string) (billing.Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return billingView{s.subs}.byCustomer(customerID)
+	return s.view().byCustomer(customerID)
 }
 
 // EnsureSubscription implements billing.SubscriptionTx.
 func (s *BillingStore) EnsureSubscription(_ context.Context, sub billing.Subscription) (billing.Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return billingView{s.subs}.ensure(sub)
+	return s.view().ensure(sub)
 }
 
 // UpdateSubscription implements billing.SubscriptionTx. fn runs under the store's lock.
 func (s *BillingStore) UpdateSubscription(_ context.Context, user ecoid.ID, fn func(*billing.Subscription) error) (billing.Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return billingView{s.subs}.update(user, fn)
+	return s.view().update(user, fn)
 }
+
+// view is the store's own billingView: writes go straight to its maps.
+func (s *BillingStore) view() billingView { return billingView{m: s.subs, terms: s.terms} }
 
 // billingView holds the subscription logic shared by the store and its transactions.
 type billingView struct {
-	m map[ecoid.ID]billing.Subscription
+	m     map[ecoid.ID]billing.Subscription
+	terms map[ecoid.ID][]billing.TermsRecord
+}
+
+// record appends the terms record of sub when it differs from the last one (or there is
+// none), never earlier than the last one.
+func (v billingView) record(sub billing.Subscription) {
+	rec := billing.TermsRecordOf(sub)
+	hist := v.terms[sub.ID]
+	if n := len(hist); n > 0 {
+		last := hist[n-1]
+		if last.SameAs(rec) {
+			return
+		}
+		if rec.At.Before(last.At) {
+			rec.At = last.At
+		}
+	}
+	v.terms[sub.ID] = append(hist[:len(hist):len(hist)], rec)
 }
 
 func (v billingView) get(user ecoid.ID) (billing.Subscription, error) {
@@ -103,6 +127,7 @@ func (v billingView) ensure(sub billing.Subscription) (billing.Subscription, err
 	}
 	sub = billingNormalize(sub)
 	v.m[sub.UserID] = sub
+	v.record(sub)
 	return sub, nil
 }
 
@@ -125,6 +150,7 @@ func (v billingView) update(user ecoid.ID, fn func(*billing.Subscription) error)
 	}
 	sub = billingNormalize(sub)
 	v.m[user] = sub
+	v.record(sub)
 	return sub, nil
 }
 
@@ -151,14 +177,11 @@ func (s *BillingStore) ProcessEvent(ctx context.Context, e billing.Event, fn fun
 	if _, done := s.events[e.ID]; done {
 		return false, nil
 	}
-	tx := &billingTx{view: billingView{make(map[ecoid.ID]billing.Subscription, len(s.subs))}}
-	for k, v := range s.subs {
-		tx.view.m[k] = v
-	}
+	tx := &billingTx{view: billingView{m: maps.Clone(s.subs), terms: maps.Clone(s.terms)}}
 	if err := fn(ctx, tx); err != nil {
 		return false, err
 	}
-	s.subs = tx.view.m
+	s.subs, s.terms = tx.view.m, tx.view.terms
 	e.Created = billingRound(e.Created)
 	s.events[e.ID] = e
 	return true, nil
@@ -323,4 +346,32 @@ func (s *BillingStore) OverageRevenue(_ context.Context, from, to time.Time) (in
 		}
 	}
 	return sum, nil
+}
+
+// TermsInForce implements billing.Store.
+func (s *BillingStore) TermsInForce(_ context.Context, from, to time.Time) ([]billing.TermsRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []billing.TermsRecord{}
+	for _, hist := range s.terms {
+		first := 0 // the last record at or before from, or the first one
+		for i, r := range hist {
+			if !r.At.After(from) {
+				first = i
+			}
+		}
+		var in []billing.TermsRecord
+		for _, r := range hist[first:] {
+			if r.At.Before(to) {
+				in = append(in, r)
+			}
+		}
+		if slices.ContainsFunc(in, billing.TermsRecord.BillsOverage) {
+			out = append(out, in...)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b billing.TermsRecord) int {
+		return cmp.Or(cmp.Compare(a.SubscriptionID, b.SubscriptionID), a.At.Compare(b.At))
+	})
+	return out, nil
 }

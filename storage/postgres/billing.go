@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,9 +125,14 @@ func (s billingQueries) EnsureSubscription(ctx context.Context, sub billing.Subs
 	if !sub.ID.Valid() || !sub.UserID.Valid() {
 		return billing.Subscription{}, billing.ErrConflict
 	}
-	_, err := s.q.ExecContext(ctx, `INSERT INTO eco_subscriptions (`+billingSubColumns+`)
+	// The row and its first terms record in one statement: both or neither.
+	rec := billing.TermsRecordOf(sub)
+	args := append(billingSubArgs(sub), billingTermsArgs(rec)[2:]...)
+	_, err := s.q.ExecContext(ctx, `WITH ins AS (INSERT INTO eco_subscriptions (`+billingSubColumns+`)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
-		ON CONFLICT (user_id) DO NOTHING`, billingSubArgs(sub)...)
+		ON CONFLICT (user_id) DO NOTHING RETURNING id, user_id)
+		INSERT INTO eco_subscription_terms (subscription_id, user_id, `+billingTermsColumns+`)
+		SELECT id, user_id, $18::timestamptz, $19::text, $20::bigint, $21::boolean, $22::bigint, $23::bigint, $24::text, $25::text FROM ins`, args...)
 	if err != nil {
 		return billing.Subscription{}, billingErr(err)
 	}
@@ -156,7 +162,55 @@ func (s billingQueries) update(ctx context.Context, user ecoid.ID, fn func(*bill
 	if err != nil {
 		return billing.Subscription{}, billingErr(err)
 	}
-	return s.Subscription(ctx, user)
+	stored, err := s.Subscription(ctx, user)
+	if err != nil {
+		return billing.Subscription{}, err
+	}
+	if err := s.recordTerms(ctx, old, stored); err != nil {
+		return billing.Subscription{}, err
+	}
+	return stored, nil
+}
+
+// billingTermsColumns are the columns of eco_subscription_terms after its keys.
+const billingTermsColumns = `effective_at, plan, quota_calls, hard_cap, price_cents, overage_millicents,
+	stripe_customer_id, stripe_subscription_id`
+
+// billingTermsArgs are subscription_id, user_id and billingTermsColumns of r.
+func billingTermsArgs(r billing.TermsRecord) []any {
+	return []any{r.SubscriptionID, r.UserID, r.At.UTC(), string(r.Plan), r.Terms.QuotaCalls, r.Terms.HardCap,
+		r.Terms.PriceCents, r.Terms.OverageMilliCentsPerCall,
+		billingNullString(r.StripeCustomerID), billingNullString(r.StripeSubscriptionID)}
+}
+
+// recordTerms appends the terms record of a write that changed it, in the caller's
+// transaction and under the row lock its update took (so records of one subscription are
+// written in commit order). A row that has no record yet (written before the history
+// existed) first gets its previous state, effective at its creation.
+func (s billingQueries) recordTerms(ctx context.Context, old, sub billing.Subscription) error {
+	prev, rec := billing.TermsRecordOf(old), billing.TermsRecordOf(sub)
+	if prev.SameAs(rec) {
+		return nil
+	}
+	var last sql.NullTime
+	if err := sqlx.GetContext(ctx, s.q, &last, `SELECT max(effective_at) FROM eco_subscription_terms
+		WHERE subscription_id = $1`, sub.ID); err != nil {
+		return err
+	}
+	insert := `INSERT INTO eco_subscription_terms (subscription_id, user_id, ` + billingTermsColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	if !last.Valid {
+		prev.At = old.CreatedAt
+		if _, err := s.q.ExecContext(ctx, insert, billingTermsArgs(prev)...); err != nil {
+			return err
+		}
+		last = sql.NullTime{Time: prev.At, Valid: true}
+	}
+	if rec.At.Before(last.Time) {
+		rec.At = last.Time
+	}
+	_, err := s.q.ExecContext(ctx, insert, billingTermsArgs(rec)...)
+	return err
 }
 
 func (s billingQueries) UpdateSubscription(ctx context.Context, user ecoid.ID, fn func(*billing.Subscription) error) (billing.Subscription, error) {
@@ -420,4 +474,68 @@ func billingDateBound(t time.Time) string {
 		d = d.AddDate(0, 0, 1)
 	}
 	return d.Format(time.DateOnly)
+}
+
+type billingTermsRow struct {
+	SubscriptionID       ecoid.ID       `db:"subscription_id"`
+	UserID               ecoid.ID       `db:"user_id"`
+	EffectiveAt          time.Time      `db:"effective_at"`
+	Plan                 string         `db:"plan"`
+	QuotaCalls           int64          `db:"quota_calls"`
+	HardCap              bool           `db:"hard_cap"`
+	PriceCents           int64          `db:"price_cents"`
+	OverageMilliCents    int64          `db:"overage_millicents"`
+	StripeCustomerID     sql.NullString `db:"stripe_customer_id"`
+	StripeSubscriptionID sql.NullString `db:"stripe_subscription_id"`
+}
+
+// TermsInForce implements billing.Store. Records in force during [from, to) are those
+// before to that no later record at or before from supersedes; rows without any record
+// are read from eco_subscriptions as their current state since created_at.
+func (s *BillingStore) TermsInForce(ctx context.Context, from, to time.Time) ([]billing.TermsRecord, error) {
+	var rows []billingTermsRow
+	err := sqlx.SelectContext(ctx, s.db, &rows, `WITH inforce AS (
+			SELECT t.* FROM eco_subscription_terms t
+			WHERE t.effective_at < $2 AND NOT EXISTS (
+				SELECT 1 FROM eco_subscription_terms n
+				WHERE n.subscription_id = t.subscription_id AND n.effective_at <= $1
+				  AND (n.effective_at > t.effective_at OR (n.effective_at = t.effective_at AND n.seq > t.seq)))
+		)
+		SELECT subscription_id, user_id, `+billingTermsColumns+` FROM inforce
+		WHERE subscription_id IN (SELECT subscription_id FROM inforce WHERE NOT hard_cap AND overage_millicents > 0)
+		ORDER BY subscription_id COLLATE "C", effective_at, seq`, from.UTC(), to.UTC())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]billing.TermsRecord, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, billing.TermsRecord{
+			SubscriptionID: r.SubscriptionID, UserID: r.UserID, At: r.EffectiveAt.UTC(), Plan: billing.PlanID(r.Plan),
+			Terms: billing.Terms{QuotaCalls: r.QuotaCalls, HardCap: r.HardCap, PriceCents: r.PriceCents,
+				OverageMilliCentsPerCall: r.OverageMilliCents},
+			StripeCustomerID: r.StripeCustomerID.String, StripeSubscriptionID: r.StripeSubscriptionID.String,
+		})
+	}
+	// Rows from before the history: their current state, if it bills overage.
+	var legacy []billingSubRow
+	if err := sqlx.SelectContext(ctx, s.db, &legacy, `SELECT `+billingSubColumns+` FROM eco_subscriptions s
+		WHERE plan <> 'free' AND created_at < $1
+		  AND NOT EXISTS (SELECT 1 FROM eco_subscription_terms t WHERE t.subscription_id = s.id)`, to.UTC()); err != nil {
+		return nil, err
+	}
+	if len(legacy) == 0 {
+		return out, nil
+	}
+	for _, r := range legacy {
+		sub := r.subscription()
+		rec := billing.TermsRecordOf(sub)
+		rec.At = sub.CreatedAt
+		if rec.BillsOverage() {
+			out = append(out, rec)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b billing.TermsRecord) int {
+		return strings.Compare(string(a.SubscriptionID), string(b.SubscriptionID))
+	})
+	return out, nil
 }

@@ -450,6 +450,130 @@ func testBilling(t *testing.T, newStores NewStores) {
 		}
 	})
 
+	// at returns a subscription change fn that sets plan and status at time when.
+	set := func(plan billing.PlanID, status billing.Status, when time.Time) func(*billing.Subscription) error {
+		return func(r *billing.Subscription) error {
+			r.Plan, r.Status, r.UpdatedAt = plan, status, when
+			return nil
+		}
+	}
+	history := func(t *testing.T, s billing.Store, from, to time.Time) map[ecoid.ID]string {
+		t.Helper()
+		recs, err := s.TermsInForce(ctx, from, to)
+		if err != nil {
+			t.Fatalf("TermsInForce: %v", err)
+		}
+		out := map[ecoid.ID]string{}
+		for i, r := range recs {
+			if i > 0 && recs[i-1].SubscriptionID > r.SubscriptionID {
+				t.Fatalf("TermsInForce not ordered by subscription: %v", recs)
+			}
+			if out[r.SubscriptionID] != "" {
+				out[r.SubscriptionID] += " "
+			}
+			out[r.SubscriptionID] += fmt.Sprintf("%s/%d/%s@%s", r.Plan, r.Terms.QuotaCalls, r.StripeSubscriptionID, r.At.UTC().Format("01-02T15"))
+		}
+		return out
+	}
+
+	t.Run("TermsHistoryRecordsChanges", func(t *testing.T) {
+		s := store(t)
+		jan := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+		sub := newSub(1)
+		sub.CreatedAt, sub.UpdatedAt = jan, jan
+		sub = ensure(t, s, sub)
+		ensure(t, s, sub) // an existing row: nothing new
+		update := func(fn func(*billing.Subscription) error) {
+			t.Helper()
+			if _, err := s.UpdateSubscription(ctx, sub.UserID, fn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Changes that leave the terms alone record nothing.
+		update(func(r *billing.Subscription) error {
+			r.Email, r.UpdatedAt = "new@example.com", jan.Add(time.Hour)
+			return nil
+		})
+		update(func(r *billing.Subscription) error { r.Custom.QuotaCalls = 7; return nil }) // ignored on Free
+		update(set(billing.Pro, billing.StatusActive, jan.AddDate(0, 0, 5)))
+		update(func(r *billing.Subscription) error { r.StripeSubscriptionID = "sub_1"; return nil }) // at the same time
+		update(set(billing.Pro, billing.StatusPastDue, jan.AddDate(0, 0, 6)))                        // still entitled: same terms
+		// A change whose UpdatedAt is older than the last record is recorded at that record.
+		update(set(billing.Pro, billing.StatusCanceled, jan.AddDate(0, 0, 1)))
+		want := "free/1000/@01-05T00 pro/100000/@01-10T00 pro/100000/sub_1@01-10T00 free/1000/sub_1@01-10T00"
+		if got := history(t, s, jan.AddDate(0, 0, -1), jan.AddDate(0, 1, 0)); got[sub.ID] != want {
+			t.Fatalf("history\n got %s\nwant %s", got[sub.ID], want)
+		}
+		// An event's changes are recorded with it, and not when it rolls back.
+		boom := errors.New("boom")
+		feb := jan.AddDate(0, 1, 0)
+		_, err := s.ProcessEvent(ctx, billing.Event{ID: "evt_t1", Type: "x", Created: feb}, func(ctx context.Context, tx billing.SubscriptionTx) error {
+			if _, err := tx.UpdateSubscription(ctx, sub.UserID, set(billing.Enterprise, billing.StatusActive, feb)); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if _, err := s.ProcessEvent(ctx, billing.Event{ID: "evt_t2", Type: "x", Created: feb}, func(ctx context.Context, tx billing.SubscriptionTx) error {
+			_, err := tx.UpdateSubscription(ctx, sub.UserID, func(r *billing.Subscription) error {
+				r.Plan, r.Status, r.UpdatedAt = billing.Enterprise, billing.StatusActive, feb.Add(time.Hour)
+				r.Custom = billing.Terms{QuotaCalls: 2_000_000, OverageMilliCentsPerCall: 50}
+				return nil
+			})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := history(t, s, feb, feb.AddDate(0, 1, 0)); got[sub.ID] != "free/1000/sub_1@01-10T00 enterprise/2000000/sub_1@02-05T01" {
+			t.Fatalf("history after events: %s", got[sub.ID])
+		}
+	})
+
+	t.Run("TermsInForcePerPeriod", func(t *testing.T) {
+		s := store(t)
+		jan := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		feb, mar, apr := jan.AddDate(0, 1, 0), jan.AddDate(0, 2, 0), jan.AddDate(0, 3, 0)
+		mk := func(i int, created time.Time, changes ...func(*billing.Subscription) error) billing.Subscription {
+			t.Helper()
+			sub := newSub(i)
+			sub.CreatedAt, sub.UpdatedAt = created, created
+			sub = ensure(t, s, sub)
+			for _, fn := range changes {
+				if _, err := s.UpdateSubscription(ctx, sub.UserID, fn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return sub
+		}
+		// Pro from Jan 10, deleted Feb 20.
+		deleted := mk(1, jan.AddDate(0, 0, 4), set(billing.Pro, billing.StatusActive, jan.AddDate(0, 0, 9)), set(billing.Free, billing.StatusActive, feb.AddDate(0, 0, 19)))
+		free := mk(2, jan)
+		// Pro from exactly Feb 1: January's Free is superseded at the period's start.
+		edge := mk(3, jan.AddDate(0, 0, 2), set(billing.Pro, billing.StatusActive, feb))
+		later := mk(4, jan, set(billing.Pro, billing.StatusActive, mar.AddDate(0, 0, 4)))
+		capped := mk(5, jan, func(r *billing.Subscription) error {
+			r.Plan, r.Custom = billing.Enterprise, billing.Terms{QuotaCalls: 10, HardCap: true, OverageMilliCentsPerCall: 5}
+			return nil
+		})
+		got := history(t, s, feb, mar)
+		want := map[ecoid.ID]string{
+			deleted.ID: "pro/100000/@01-10T00 free/1000/@02-20T00",
+			edge.ID:    "pro/100000/@02-01T00",
+		}
+		if len(got) != len(want) || got[deleted.ID] != want[deleted.ID] || got[edge.ID] != want[edge.ID] {
+			t.Fatalf("February:\n got %v\nwant %v", got, want)
+		}
+		if got := history(t, s, jan, feb); len(got) != 1 || got[deleted.ID] != "free/1000/@01-05T00 pro/100000/@01-10T00" {
+			t.Fatalf("January: %v", got)
+		}
+		if got := history(t, s, mar, apr); len(got) != 2 || got[edge.ID] != "pro/100000/@02-01T00" || got[later.ID] != "free/1000/@01-01T00 pro/100000/@03-05T00" {
+			t.Fatalf("March: %v", got)
+		}
+		_, _ = free, capped // never billed: a hard cap whatever the quota
+	})
+
 	t.Run("ConcurrentClaimsOneWinner", func(t *testing.T) {
 		s := store(t)
 		sub := ensure(t, s, newSub(1))
