@@ -83,7 +83,9 @@ type MFAConfig struct {
 	TokenTTL time.Duration
 	// MaxFailures attempts per mfa_token, and per user within Window, are allowed; then
 	// VerifyMFA returns a *ThrottledError. The user's count is reset by a success.
-	// Defaults 5 and 15 minutes. Both counts live in Store, so every instance sees them.
+	// Defaults 5 and 15 minutes. The token's count lives in Store, the user's in
+	// Config.Throttle (as the login throttle's), so with shared stores every instance
+	// sees both.
 	MaxFailures int
 	Window      time.Duration
 }
@@ -419,18 +421,21 @@ func (s *Service) spendRecoveryCode(ctx context.Context, m *mfa, userID ecoid.ID
 	return nil
 }
 
-// reserveUser counts one MFA attempt of the user, or returns a *ThrottledError.
+// mfaUserKey is the ThrottleStore key of a user's MFA attempts.
+func mfaUserKey(userID ecoid.ID) string { return ThrottleKey("mfa-user", string(userID)) }
+
+// reserveUser counts one MFA attempt of the user in the Service's ThrottleStore (shared
+// by every instance when Config.Throttle is), or returns a *ThrottledError. A failing
+// store fails closed: ErrThrottleUnavailable, no code checked.
 func (s *Service) reserveUser(ctx context.Context, c Client, m *mfa, userID ecoid.ID, now time.Time) error {
-	wait, err := m.store.ReserveMFAUserAttempt(ctx, userID, m.max, m.window, now)
-	if errors.Is(err, ErrNotFound) {
-		return ErrInvalidCode // disabled meanwhile
-	}
+	r, err := s.throttle.Reserve(ctx, mfaUserKey(userID), AttemptLimit{Max: m.max, Window: m.window}, now)
 	if err != nil {
-		return fmt.Errorf("auth: mfa attempt: %w", err)
+		s.log.Error("auth: mfa throttle failed; code refused", "err", err)
+		return fmt.Errorf("%w: %w", ErrThrottleUnavailable, err)
 	}
-	if wait > 0 {
+	if !r.OK {
 		s.record(ctx, c, Activity{UserID: userID, Action: ActionMFAThrottled, Detail: "too many failed codes"})
-		return &ThrottledError{RetryAfter: wait}
+		return &ThrottledError{RetryAfter: r.RetryAfter}
 	}
 	return nil
 }
@@ -554,7 +559,7 @@ func (s *Service) finishMFA(ctx context.Context, c Client, mfaToken, how string,
 	} else if err != nil {
 		return Result{}, fmt.Errorf("auth: mfa verify: %w", err)
 	}
-	if err := m.store.ResetMFAUserAttempts(ctx, ch.UserID); err != nil {
+	if err := s.throttle.Reset(context.WithoutCancel(ctx), mfaUserKey(ch.UserID)); err != nil {
 		s.log.Warn("auth: resetting the MFA attempt count failed", "user", ch.UserID, "err", err)
 	}
 	u, err := s.store.UserByID(ctx, ch.UserID)

@@ -36,8 +36,8 @@ type MFAChallenge struct {
 	ExpiresAt time.Time
 }
 
-// MFAStore keeps TOTP enrollments, recovery codes, MFA login challenges and the per-user
-// count of MFA attempts. storage/memory and storage/postgres implement it on their
+// MFAStore keeps TOTP enrollments, recovery codes and MFA login challenges (the per-user
+// count of MFA attempts lives in the Service's ThrottleStore). storage/memory and storage/postgres implement it on their
 // AuthStore. Every method is safe for concurrent use, and every method documented as
 // atomic stays so across processes sharing the store.
 type MFAStore interface {
@@ -54,8 +54,7 @@ type MFAStore interface {
 	// ErrNotFound when no enrollment exists and ErrConflict, changing nothing, when it is
 	// already enabled or holds another secret. It is atomic.
 	EnableTOTP(ctx context.Context, userID ecoid.ID, sealed []byte, step int64, recoveryHashes [][]byte, at time.Time) error
-	// DeleteTOTP removes the user's enrollment, recovery codes, challenges and attempt
-	// count. It returns ErrNotFound when there is no enrollment.
+	// DeleteTOTP removes the user's enrollment, recovery codes and challenges. It returns ErrNotFound when there is no enrollment.
 	DeleteTOTP(ctx context.Context, userID ecoid.ID) error
 	// UseTOTPStep records step as the user's last accepted time step if, and only if, the
 	// TOTP is enabled and step > LastStep (compare-and-set): of concurrent calls with one
@@ -81,14 +80,4 @@ type MFAStore interface {
 	// DeleteMFAChallenge removes the challenge; it returns ErrNotFound when it is gone, so
 	// of concurrent calls exactly one returns nil.
 	DeleteMFAChallenge(ctx context.Context, tokenHash []byte) error
-
-	// ReserveMFAUserAttempt counts one MFA attempt of the user in a fixed window that
-	// starts at the first attempt counted and lasts window. It returns 0 when the attempt
-	// was counted, and how long the window still lasts, counting nothing, when max
-	// attempts were counted in it. Of concurrent calls at most max in a window return 0.
-	// It returns ErrNotFound when the user has no TOTP enrollment. It is atomic.
-	ReserveMFAUserAttempt(ctx context.Context, userID ecoid.ID, max int, window time.Duration, now time.Time) (time.Duration, error)
-	// ResetMFAUserAttempts forgets the user's count, after a successful verification. It
-	// is a no-op returning nil when there is nothing to forget.
-	ResetMFAUserAttempts(ctx context.Context, userID ecoid.ID) error
 }

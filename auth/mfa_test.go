@@ -16,6 +16,8 @@ import (
 	"github.com/nexus-ecosystem/nexus/auth/totp"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
 )
 
 var mfaKey = bytes.Repeat([]byte{7}, auth.MFAKeySize)
@@ -199,9 +201,6 @@ func TestMFASkew(t *testing.T) {
 			t.Fatalf("code %+d steps away: %v, want ErrInvalidCode", d, err)
 		}
 	}
-	if err := f.store.(auth.MFAStore).ResetMFAUserAttempts(ctx, u.User.ID); err != nil {
-		t.Fatal(err)
-	}
 	f.clock.Advance(totp.DefaultPeriod) // the step before is no longer the confirmation's
 	if _, err := f.svc.VerifyMFA(ctx, client, f.challenge(t, client, "ann@example.com"), f.code(u, -1)); err != nil {
 		t.Fatalf("previous step: %v", err)
@@ -262,6 +261,54 @@ func testMFABruteForce(t *testing.T, st func(*auth.Config)) {
 	}
 	if _, err := f.svc.VerifyMFA(ctx, client, f.challenge(t, client, "ann@example.com"), f.code(u, 0)); err != nil {
 		t.Fatalf("a success reset the count, yet: %v", err)
+	}
+}
+
+// TestMFAThrottleSharedByInstances: two services over one store and one ThrottleStore
+// (two instances of a server) count a user's failed codes together.
+func TestMFAThrottleSharedByInstances(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		testMFAThrottleShared(t, memory.NewAuthStore(), memory.NewThrottleStore(0))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		db := pgtest.New(t)
+		testMFAThrottleShared(t, postgres.NewAuthStore(db), postgres.NewThrottleStore(db))
+	})
+}
+
+func testMFAThrottleShared(t *testing.T, store auth.Store, th auth.ThrottleStore) {
+	ctx := context.Background()
+	f := newFixture(t, withMFA, func(c *auth.Config) { c.Store, c.Throttle = store, th })
+	u := f.enable(t, "ann@example.com")
+	other, err := auth.NewService(auth.Config{Store: store, Throttle: th, Issuer: f.svc.Issuer(), BcryptCost: 4, Now: f.clock.Now, MFA: auth.MFAConfig{Key: mfaKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	instances := []*auth.Service{f.svc, other}
+	wrong := "000000"
+	if wrong == f.code(u, -1) || wrong == f.code(u, 0) || wrong == f.code(u, 1) {
+		wrong = "999999"
+	}
+	for i := range auth.DefaultMaxMFAFailures {
+		svc := instances[i%2]
+		res, err := svc.Login(ctx, client, "ann@example.com", goodPassword)
+		var mr *auth.MFARequiredError
+		if !errors.As(err, &mr) {
+			t.Fatalf("login on instance %d: %+v, %v", i%2, res, err)
+		}
+		if _, err := instances[(i+1)%2].VerifyMFA(ctx, client, mr.Token, wrong); !errors.Is(err, auth.ErrInvalidCode) {
+			t.Fatalf("wrong code %d on the other instance: %v", i+1, err)
+		}
+	}
+	for _, svc := range instances {
+		_, err := svc.Login(ctx, client, "ann@example.com", goodPassword)
+		var mr *auth.MFARequiredError
+		if !errors.As(err, &mr) {
+			t.Fatal(err)
+		}
+		if _, err := svc.VerifyMFA(ctx, client, mr.Token, f.code(u, 0)); !errors.Is(err, auth.ErrTooManyAttempts) {
+			t.Fatalf("right code after 5 failures spread over two instances: %v, want 429", err)
+		}
 	}
 }
 
@@ -336,9 +383,7 @@ func testMFARecovery(t *testing.T, st func(*auth.Config)) {
 	}
 	// Another user's recovery code does not work for this one.
 	other := f.enable(t, "bob@example.com")
-	if err := f.store.(auth.MFAStore).ResetMFAUserAttempts(ctx, u.User.ID); err != nil {
-		t.Fatal(err)
-	}
+	f.clock.Advance(auth.DefaultMFAWindow) // Ann's failures above have used up her window
 	if _, err := f.svc.VerifyMFARecovery(ctx, client, f.challenge(t, client, "ann@example.com"), other.recovery[0]); !errors.Is(err, auth.ErrInvalidCode) {
 		t.Fatalf("another user's recovery code: %v", err)
 	}

@@ -21,8 +21,6 @@ type mfaData struct {
 type totpRow struct {
 	state    auth.TOTPState
 	recovery map[string]bool // hash -> used
-	attempts int             // MFA attempts in the window starting at since
-	since    time.Time
 }
 
 func (d *mfaData) init() {
@@ -189,33 +187,5 @@ func (s *AuthStore) DeleteMFAChallenge(_ context.Context, tokenHash []byte) erro
 		return auth.ErrNotFound
 	}
 	delete(s.mfa.challenges, string(tokenHash))
-	return nil
-}
-
-// ReserveMFAUserAttempt implements auth.MFAStore.
-func (s *AuthStore) ReserveMFAUserAttempt(_ context.Context, userID ecoid.ID, max int, window time.Duration, now time.Time) (time.Duration, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.mfa.totp[userID]
-	if !ok {
-		return 0, auth.ErrNotFound
-	}
-	if r.attempts == 0 || !now.Before(r.since.Add(window)) {
-		r.attempts, r.since = 0, now
-	}
-	if r.attempts >= max {
-		return r.since.Add(window).Sub(now), nil
-	}
-	r.attempts++
-	return 0, nil
-}
-
-// ResetMFAUserAttempts implements auth.MFAStore.
-func (s *AuthStore) ResetMFAUserAttempts(_ context.Context, userID ecoid.ID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.mfa.totp[userID]; ok {
-		r.attempts, r.since = 0, time.Time{}
-	}
 	return nil
 }

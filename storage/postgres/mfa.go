@@ -24,7 +24,7 @@ func (s *AuthStore) PutPendingTOTP(ctx context.Context, userID ecoid.ID, sealed 
 	res, err := s.db.ExecContext(ctx, `
 		INSERT INTO eco_mfa_totp (user_id, secret_sealed, created_at) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id) DO UPDATE SET secret_sealed = EXCLUDED.secret_sealed,
-			created_at = EXCLUDED.created_at, last_step = -1, attempts = 0, attempts_since = NULL
+			created_at = EXCLUDED.created_at, last_step = -1
 		WHERE eco_mfa_totp.enabled_at IS NULL`, string(userID), sealed, at)
 	if authFKViolation(err) {
 		return auth.ErrNotFound
@@ -223,52 +223,4 @@ func (s *AuthStore) DeleteMFAChallenge(ctx context.Context, tokenHash []byte) er
 		return fmt.Errorf("postgres: delete mfa challenge: %w", err)
 	}
 	return authNoneAffected(res)
-}
-
-// ReserveMFAUserAttempt implements auth.MFAStore: one conditional UPDATE counts the
-// attempt, starting a new window when the last one is over.
-func (s *AuthStore) ReserveMFAUserAttempt(ctx context.Context, userID ecoid.ID, max int, window time.Duration, now time.Time) (time.Duration, error) {
-	us := window.Microseconds()
-	for range 3 {
-		res, err := s.db.ExecContext(ctx, `
-			UPDATE eco_mfa_totp SET
-				attempts = CASE WHEN attempts_since IS NULL OR attempts_since + $3 * interval '1 microsecond' <= $4
-					THEN 1 ELSE attempts + 1 END,
-				attempts_since = CASE WHEN attempts_since IS NULL OR attempts_since + $3 * interval '1 microsecond' <= $4
-					THEN $4 ELSE attempts_since END
-			WHERE user_id = $1 AND (attempts_since IS NULL OR attempts_since + $3 * interval '1 microsecond' <= $4 OR attempts < $2)`,
-			string(userID), max, us, now)
-		if err != nil {
-			return 0, fmt.Errorf("postgres: reserve mfa user attempt: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return 0, fmt.Errorf("postgres: reserve mfa user attempt: %w", err)
-		} else if n == 1 {
-			return 0, nil
-		}
-		var since sql.NullTime
-		err = s.db.QueryRowContext(ctx, `SELECT attempts_since FROM eco_mfa_totp WHERE user_id = $1`, string(userID)).Scan(&since)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, auth.ErrNotFound
-		}
-		if err != nil {
-			return 0, fmt.Errorf("postgres: reserve mfa user attempt: %w", err)
-		}
-		if since.Valid {
-			if wait := since.Time.Add(window).Sub(now); wait > 0 {
-				return wait, nil
-			}
-		}
-		// Reset or expired between the two statements: try again.
-	}
-	return 0, fmt.Errorf("postgres: reserve mfa user attempt: %w", auth.ErrConflict)
-}
-
-// ResetMFAUserAttempts implements auth.MFAStore.
-func (s *AuthStore) ResetMFAUserAttempts(ctx context.Context, userID ecoid.ID) error {
-	if _, err := s.db.ExecContext(ctx,
-		`UPDATE eco_mfa_totp SET attempts = 0, attempts_since = NULL WHERE user_id = $1`, string(userID)); err != nil {
-		return fmt.Errorf("postgres: reset mfa user attempts: %w", err)
-	}
-	return nil
 }

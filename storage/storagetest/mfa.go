@@ -36,8 +36,6 @@ func testMFA(t *testing.T, newStores NewStores) {
 		{"ConcurrentRecoveryCodeOneWins", mfaConcurrentRecovery},
 		{"ChallengeAttempts", mfaChallengeAttempts},
 		{"ConcurrentChallengeAttemptsBounded", mfaConcurrentChallenge},
-		{"UserAttemptWindow", mfaUserAttempts},
-		{"ConcurrentUserAttemptsBounded", mfaConcurrentUserAttempts},
 		{"DeleteUserTakesMFA", mfaDeleteUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -345,64 +343,6 @@ func mfaConcurrentChallenge(t *testing.T, s auth.Store, m auth.MFAStore) {
 	}
 	if won != 1 {
 		t.Fatalf("%d concurrent deletes won, want 1", won)
-	}
-}
-
-func mfaUserAttempts(t *testing.T, s auth.Store, m auth.MFAStore) {
-	ctx := context.Background()
-	u := mfaEnabledUser(t, s, m, "ann@example.com")
-	if _, err := m.ReserveMFAUserAttempt(ctx, ecoid.New(ecoid.User), 3, time.Minute, authTime); !errors.Is(err, auth.ErrNotFound) {
-		t.Fatalf("unknown user: %v", err)
-	}
-	start := authTime
-	for i := range 3 {
-		if wait, err := m.ReserveMFAUserAttempt(ctx, u.ID, 3, time.Minute, start.Add(time.Duration(i)*time.Second)); err != nil || wait != 0 {
-			t.Fatalf("attempt %d: wait %v, %v", i+1, wait, err)
-		}
-	}
-	wait, err := m.ReserveMFAUserAttempt(ctx, u.ID, 3, time.Minute, start.Add(10*time.Second))
-	if err != nil || wait != 50*time.Second {
-		t.Fatalf("4th of 3: wait %v, %v; want the 50 s left of the window", wait, err)
-	}
-	if wait, err := m.ReserveMFAUserAttempt(ctx, u.ID, 3, time.Minute, start.Add(time.Minute)); err != nil || wait != 0 {
-		t.Fatalf("a new window: wait %v, %v", wait, err)
-	}
-	if err := m.ResetMFAUserAttempts(ctx, u.ID); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if wait, err := m.ReserveMFAUserAttempt(ctx, u.ID, 3, time.Minute, start.Add(61*time.Second)); err != nil || wait != 0 {
-			t.Fatalf("after reset, attempt %d: wait %v, %v", i+1, wait, err)
-		}
-	}
-	if wait, _ := m.ReserveMFAUserAttempt(ctx, u.ID, 3, time.Minute, start.Add(61*time.Second)); wait != time.Minute {
-		t.Fatalf("after reset, 4th: wait %v, want 1m", wait)
-	}
-	if err := m.ResetMFAUserAttempts(ctx, ecoid.New(ecoid.User)); err != nil {
-		t.Fatalf("reset of an unknown user: %v", err)
-	}
-}
-
-func mfaConcurrentUserAttempts(t *testing.T, s auth.Store, m auth.MFAStore) {
-	ctx := context.Background()
-	u := mfaEnabledUser(t, s, m, "ann@example.com")
-	waits := make([]time.Duration, 20)
-	errs := authAllAtOnce(20, func(i int) error {
-		var err error
-		waits[i], err = m.ReserveMFAUserAttempt(ctx, u.ID, 5, time.Minute, authTime)
-		return err
-	})
-	ok := 0
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent ReserveMFAUserAttempt: %v", err)
-		}
-		if waits[i] == 0 {
-			ok++
-		}
-	}
-	if ok != 5 {
-		t.Fatalf("%d of 20 concurrent user attempts reserved, want exactly 5", ok)
 	}
 }
 

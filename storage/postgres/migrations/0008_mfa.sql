@@ -7,9 +7,7 @@ CREATE TABLE eco_mfa_totp (
     secret_sealed  bytea NOT NULL,
     created_at     timestamptz NOT NULL,
     enabled_at     timestamptz,                 -- NULL while enrollment is pending
-    last_step      bigint NOT NULL DEFAULT -1,  -- last accepted TOTP time step (replay guard)
-    attempts       integer NOT NULL DEFAULT 0,  -- MFA attempts in the window from attempts_since
-    attempts_since timestamptz
+    last_step      bigint NOT NULL DEFAULT -1   -- last accepted TOTP time step (replay guard)
 );
 
 CREATE TABLE eco_mfa_recovery_codes (
