@@ -39,6 +39,10 @@ type config struct {
 	MailDir  string // -mail-dir or NEXUS_MAIL_DIR: one .eml file per message
 	SMTPURL  string // NEXUS_SMTP_URL: smtp://user:pass@host:port
 	MailFrom string // NEXUS_MAIL_FROM: sender; default mail.DefaultFrom
+
+	// EventsChannel (NEXUS_EVENTS_CHANNEL) is the LISTEN/NOTIFY or pub/sub channel that
+	// tells every instance what one changed; empty: the adapter's default.
+	EventsChannel string
 }
 
 // envVar documents one environment variable for -h.
@@ -66,6 +70,7 @@ var envVars = []envVar{
 	{"STRIPE_PRICES", "none", "more price IDs and the plan each bills: price_a=pro,price_b=free (a webhook's plan follows its price)"},
 	{"NEXUS_APP_URL", "http://127.0.0.1:8080", "base of the checkout and portal return URLs"},
 	{"NEXUS_CRON_SECRET", "cron route refuses everyone", "Bearer token of POST /api/cron/process-overage"},
+	{"NEXUS_EVENTS_CHANNEL", "the adapter's default", "LISTEN/NOTIFY (or Redis pub/sub) channel telling every instance what one changed"},
 	{"NEXUS_MAIL_DIR", "no mail", "directory for mail as .eml files (development), when -mail-dir is not given"},
 	{"NEXUS_SMTP_URL", "no mail", "send mail over SMTP: smtp://user:pass@host:port (STARTTLS when offered) or smtps://"},
 	{"NEXUS_MAIL_FROM", "Nexus <no-reply@localhost>", "sender of verification and reset mail"},
@@ -118,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
+	cfg.EventsChannel = getenv("NEXUS_EVENTS_CHANNEL")
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}
