@@ -11,5 +11,18 @@
 //	pair, err := svc.Refresh(ctx, client, res.RefreshToken)
 //
 // Access tokens live 15 minutes and are checked without the store; refresh tokens live 7
-// days, are single use, and presenting one a second time revokes the session.
+// days, are single use, and presenting one a second time revokes the session. Verify
+// tolerates DefaultLeeway (30 s) of clock skew.
+//
+// Login reserves every attempt in a ThrottleStore before checking the password, so
+// parallel guesses cannot overtake the throttle: a hard limit per (email, client
+// network), default 5 per 15 minutes, keeps one source from guessing or from locking the
+// owner out elsewhere; a softer limit per email, default 50 per hour, caps guessing
+// spread over many addresses (OWASP's Authentication and Credential Stuffing cheat
+// sheets). Instances share the counters through storage/postgres or storage/redis.
+// Passwords are compared in NFKC and emails in NFC (NIST SP 800-63B §5.1.1.2).
+//
+// With Config.MFA set, users can turn on TOTP two-factor authentication (RFC 6238, see
+// auth/totp) with recovery codes: EnrollTOTP, ConfirmTOTP, then Login answers a
+// *MFARequiredError that VerifyMFA or VerifyMFARecovery completes.
 package auth

@@ -181,7 +181,7 @@ func TestEdDSAAttacks(t *testing.T) {
 		"flipped signature bit":               flipped,
 		"stripped signature":                  parts[0] + "." + parts[1] + ".",
 		"payload of another token":            parts[0] + "." + otherPayload + "." + parts[2],
-		"expired":                             signKID(t, jwt.SigningMethodEdDSA, key, "k1", jwt.MapClaims(mutate(rawClaims(now, "access"), "exp", now.Add(-time.Second).Unix()))),
+		"expired":                             signKID(t, jwt.SigningMethodEdDSA, key, "k1", jwt.MapClaims(mutate(rawClaims(now, "access"), "exp", now.Add(-time.Second-auth.DefaultLeeway).Unix()))),
 		"missing exp":                         signKID(t, jwt.SigningMethodEdDSA, key, "k1", jwt.MapClaims(mutate(rawClaims(now, "access"), "exp", nil))),
 		"wrong iss":                           signKID(t, jwt.SigningMethodEdDSA, key, "k1", jwt.MapClaims(mutate(rawClaims(now, "access"), "iss", "evil"))),
 		"wrong aud":                           signKID(t, jwt.SigningMethodEdDSA, key, "k1", jwt.MapClaims(mutate(rawClaims(now, "access"), "aud", "other"))),

@@ -444,7 +444,7 @@ func testRefreshRejectsForeignAndExpiredTokens(t *testing.T, st func(*auth.Confi
 	if _, err := f.svc.Refresh(ctx, client, tok); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("other user: %v", err)
 	}
-	f.clock.Advance(7*24*time.Hour + time.Second)
+	f.clock.Advance(7*24*time.Hour + auth.DefaultLeeway + time.Second)
 	if _, err := f.svc.Refresh(ctx, client, res.RefreshToken); !errors.Is(err, auth.ErrTokenExpired) {
 		t.Fatalf("expired: %v", err)
 	}

@@ -19,6 +19,13 @@ const (
 	DefaultRefreshTTL = 7 * 24 * time.Hour
 )
 
+// DefaultLeeway is the clock skew Verify tolerates when IssuerConfig.Leeway is zero: a
+// token issued by an instance whose clock runs up to 30 s ahead is accepted (its iat and
+// nbf up to 30 s in the future), and one expired less than 30 s ago still is. NTP keeps
+// servers well within this; 30 s is the margin common JWT libraries and OIDC providers
+// use, short against the 15-minute access lifetime.
+const DefaultLeeway = 30 * time.Second
+
 // MinSecretBytes is the shortest HS256 secret NewIssuer accepts.
 const MinSecretBytes = 32
 
@@ -89,7 +96,9 @@ type IssuerConfig struct {
 	Audience string
 	// AccessTTL and RefreshTTL are the token lifetimes; defaults 15 minutes and 7 days.
 	AccessTTL, RefreshTTL time.Duration
-	// Leeway tolerates clock skew on exp, nbf and iat; default 0.
+	// Leeway tolerates clock skew between instances on exp, nbf and iat: a token is
+	// accepted up to Leeway before its nbf and iat and after its exp. Zero means
+	// DefaultLeeway (30 s); a negative value means none.
 	Leeway time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -138,8 +147,15 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 		is.secret = append([]byte(nil), cfg.Secret...)
 		is.method, is.signKey = jwt.SigningMethodHS256, is.secret
 	}
-	if cfg.AccessTTL < 0 || cfg.RefreshTTL < 0 || cfg.Leeway < 0 {
-		return nil, errors.New("auth: token lifetimes and leeway must not be negative")
+	if cfg.AccessTTL < 0 || cfg.RefreshTTL < 0 {
+		return nil, errors.New("auth: token lifetimes must not be negative")
+	}
+	leeway := cfg.Leeway
+	switch {
+	case leeway == 0:
+		leeway = DefaultLeeway
+	case leeway < 0:
+		leeway = 0
 	}
 	is.issuer, is.audience = cfg.Issuer, cfg.Audience
 	is.accessTTL, is.refreshTTL, is.now = cfg.AccessTTL, cfg.RefreshTTL, cfg.Now
@@ -164,7 +180,7 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(is.issuer),
 		jwt.WithAudience(is.audience),
-		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(is.now),
 		jwt.WithStrictDecoding(),
 	)

@@ -146,7 +146,7 @@ func TestRFC8725Attacks(t *testing.T) {
 		"tampered payload":        tamperedPayload,
 		"other secret":            sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-32"), rawClaims(now, "access")),
 		"empty key":               sign(t, jwt.SigningMethodHS256, []byte{}, rawClaims(now, "access")),
-		"expired":                 sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Second).Unix() })),
+		"expired":                 sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Second - auth.DefaultLeeway).Unix() })),
 		"missing exp":             sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "exp") })),
 		"not yet valid":           sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })),
 		"issued in the future":    sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() })),
@@ -184,7 +184,7 @@ func TestExpiryFollowsTheClock(t *testing.T) {
 	if _, err := is.Verify(tok, auth.AccessToken); err != nil {
 		t.Fatalf("valid one second before expiry: %v", err)
 	}
-	clock.Advance(2 * time.Second)
+	clock.Advance(2*time.Second + auth.DefaultLeeway) // past the expiry and the leeway
 	_, err := is.Verify(tok, auth.AccessToken)
 	if !errors.Is(err, auth.ErrTokenExpired) || !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("after expiry: %v", err)

@@ -305,6 +305,10 @@ func (h authHandlers) authError(w http.ResponseWriter, r *http.Request, err erro
 	case errors.As(err, &te):
 		w.Header().Set("Retry-After", strconv.Itoa(auth.RetryAfterSeconds(te.RetryAfter)))
 		httpjson.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed logins for this email; retry later")
+	case errors.Is(err, auth.ErrThrottleUnavailable):
+		h.log.Error("login refused: the login throttle's store fails", "err", err)
+		w.Header().Set("Retry-After", "5")
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "throttle_unavailable", "logins are paused: the service cannot count attempts; retry shortly")
 	case errors.Is(err, auth.ErrRefreshReuse):
 		httpjson.WriteError(w, http.StatusUnauthorized, "invalid_token", "refresh token already used; the session has been revoked")
 	case errors.Is(err, auth.ErrInvalidToken):

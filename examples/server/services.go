@@ -43,10 +43,13 @@ type services struct {
 
 	keys        *apikey.Service
 	limiter     apikey.Limiter
-	limiterName string          // "memory", "postgres" or "redis", for the start-up log
-	redis       *goredis.Client // nil unless -redis
-	stopSweep   chan struct{}   // stops the Postgres limiter's sweeper; nil otherwise
-	sweepDone   chan struct{}
+	limiterName string // "memory", "postgres" or "redis", for the start-up log
+	// throttleName is where the login throttle counts: "memory", "postgres" or "redis".
+	throttleName string
+	pgThrottle   *postgres.ThrottleStore // swept with the limiter's rows; nil unless postgres
+	redis        *goredis.Client         // nil unless -redis
+	stopSweep    chan struct{}           // stops the Postgres limiter's sweeper; nil otherwise
+	sweepDone    chan struct{}
 
 	usageStore usage.Store
 	tracker    *usage.Tracker
@@ -57,16 +60,20 @@ type services struct {
 	projects *sso.Projects // ecosystem projects registered as OIDC clients
 	provider *sso.Provider // the OIDC provider; nil with HS256
 
+	scaleState // the event bus and the Postgres hot path: scale.go
+
 	// protect is the API-key chain of every /api/v1 route: guard.New over the key
 	// service, the tracker, and billing's quotas with the key's rate limit.
 	protect func(scopes ...string) func(http.Handler) http.Handler
 
 	csrf func(http.Handler) http.Handler // crossOrigin over cfg.TrustedOrigins
+
+	mailerName string // "none" until a mailer is configured; for the start-up log
 }
 
 // newServices opens the stores the configuration names and builds the services over them.
 func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, error) {
-	s := &services{cfg: cfg, log: log}
+	s := &services{cfg: cfg, log: log, mailerName: "none"}
 	csrf, err := crossOrigin(cfg.TrustedOrigins)
 	if err != nil {
 		return nil, err
@@ -91,11 +98,12 @@ func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, 
 		db.SetConnMaxIdleTime(5 * time.Minute)
 		s.db = db
 	}
-	if err := s.initAuth(); err != nil {
+	// Keys first: initAuth shares their Redis client for the login throttle.
+	if err := s.initKeys(ctx); err != nil {
 		s.close()
 		return nil, err
 	}
-	if err := s.initKeys(ctx); err != nil {
+	if err := s.initAuth(); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -106,6 +114,10 @@ func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, 
 	s.initUsage()
 	s.initBilling()
 	s.initGuard()
+	if err := s.initBus(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -125,10 +137,22 @@ func (s *services) initAuth() error {
 	if s.db != nil {
 		store = postgres.NewAuthStore(s.db)
 	}
+	// The login throttle's counters live where every instance sees them: Redis with
+	// -redis, else PostgreSQL with -postgres, else in process.
+	var throttle auth.ThrottleStore
+	s.throttleName = "memory"
+	switch {
+	case s.redis != nil:
+		throttle, s.throttleName = nexusredis.NewThrottleStore(s.redis, ""), "redis"
+	case s.db != nil:
+		s.pgThrottle = postgres.NewThrottleStore(s.db)
+		throttle, s.throttleName = s.pgThrottle, "postgres"
+	}
 	svc, err := auth.NewService(auth.Config{
 		Store:      store,
 		Issuer:     issuer,
 		BcryptCost: s.cfg.BcryptCost,
+		Throttle:   throttle,
 		MFA:        s.mfaConfig(),
 		Logger:     s.log,
 		OnRegister: func(ctx context.Context, u auth.User) error {
@@ -144,6 +168,7 @@ func (s *services) initAuth() error {
 		return err
 	}
 	s.auth, s.issuer = svc, issuer
+	s.log.Info("login throttle ready", "login_throttle", s.throttleName)
 	s.cookies = auth.CookieConfig{Insecure: s.cfg.InsecureCookies}
 	s.admins = map[string]bool{}
 	for _, e := range s.cfg.Admins {
@@ -177,7 +202,7 @@ func (s *services) initKeys(ctx context.Context) error {
 	default:
 		s.limiter, s.limiterName = memory.NewLimiter(), "memory"
 	}
-	s.keys = apikey.NewService(store, apikey.Config{Logger: s.log})
+	s.keys = apikey.NewService(store, apikey.Config{Logger: s.log, OnChange: s.keyChanged})
 	return nil
 }
 
@@ -192,6 +217,11 @@ func (s *services) sweepLimits(l *postgres.Limiter, every time.Duration) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if _, err := l.Sweep(ctx); err != nil {
 				s.log.Warn("sweeping idle rate limits failed", "err", err)
+			}
+			if s.pgThrottle != nil {
+				if _, err := s.pgThrottle.Sweep(ctx, time.Now()); err != nil {
+					s.log.Warn("sweeping closed login-throttle windows failed", "err", err)
+				}
 			}
 			cancel()
 		case <-s.stopSweep:
@@ -209,7 +239,8 @@ func (s *services) initUsage() {
 	}
 	s.usageStore = store
 	s.tracker = usage.NewTracker(store, usage.Config{Logger: s.log})
-	s.quota = usage.NewQuota(store, func(ctx context.Context, user ecoid.ID) (int64, bool, error) {
+	s.initHotPath()
+	s.quota = usage.NewQuota(s.quotaCounter(), func(ctx context.Context, user ecoid.ID) (int64, bool, error) {
 		return s.billing.QuotaFor(ctx, user)
 	}, usage.QuotaConfig{Logger: s.log})
 }
@@ -227,7 +258,7 @@ func (s *services) initBilling() {
 		Now:        bc.Now,
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
-		Usage: usageCounts{s.usageStore}, Logger: s.log,
+		Usage: usageCounts{s.usageStore}, Logger: s.log, OnPlanChange: s.planChanged,
 		// Only accounts of this server may be upgraded by a webhook.
 		UserExists: func(ctx context.Context, id ecoid.ID) (bool, error) {
 			_, err := s.auth.UserByID(ctx, id)
@@ -244,6 +275,9 @@ func (s *services) initBilling() {
 		}
 	}
 	s.billing = billing.NewService(store, cfg)
+	if s.db != nil { // the hot path's plan lookup, kept fresh by planChanged and the bus
+		s.terms = billing.NewTermsCache(s.billing.PlanTerms, billing.TermsCacheConfig{})
+	}
 	s.onRegister = append(s.onRegister, func(ctx context.Context, u auth.User) error {
 		_, err := s.billing.EnsureFreeSubscription(ctx, u.ID, u.Email)
 		return err
@@ -253,10 +287,11 @@ func (s *services) initBilling() {
 // initGuard builds the API-key chain: authenticate → track → scopes → quota (billing's
 // terms for the key's owner) and the key's rate limit, all or nothing.
 func (s *services) initGuard() {
-	admission := guard.NewLimits(s.limiter, s.usageStore, s.billing.QuotaFor)
+	admission := s.admission()
+	keys := s.keysVerifier()
 	s.protect = func(scopes ...string) func(http.Handler) http.Handler {
 		return guard.New(guard.Config{
-			Keys: s.keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
+			Keys: keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
 		})
 	}
 }
@@ -267,6 +302,33 @@ func (s *services) storeName() string {
 		return "postgres"
 	}
 	return "memory"
+}
+
+// summary is the configuration in force, for the start-up log: what runs, never a secret
+// (whether a secret is set at most).
+func (s *services) summary() []slog.Attr {
+	alg := "HS256"
+	if s.cfg.JWTKey != nil {
+		alg = "EdDSA"
+	}
+	attrs := []slog.Attr{
+		slog.String("store", s.storeName()),
+		slog.String("limiter", s.limiterName),
+		slog.String("events", s.busName),
+		slog.Bool("billing", s.billing.StripeEnabled()),
+		slog.Bool("stripe_webhooks", s.cfg.Billing.StripeKey != "" && s.cfg.Billing.WebhookSecret != ""),
+		slog.Bool("overage_cron", s.cfg.Billing.CronSecret != ""),
+		slog.String("jwt_algorithm", alg),
+		slog.Bool("jwt_key_from_env", s.cfg.JWTKey != nil || len(s.cfg.JWTSecret) > 0),
+		slog.String("mailer", s.mailerName),
+		slog.Int("admins", len(s.cfg.Admins)),
+		slog.Int("trusted_origins", len(s.cfg.TrustedOrigins)),
+		slog.Bool("insecure_cookies", s.cfg.InsecureCookies),
+	}
+	if s.db != nil {
+		attrs = append(attrs, slog.Int("postgres_max_conns", s.cfg.PostgresMaxConns))
+	}
+	return attrs
 }
 
 // ping reports whether the backing store answers.
@@ -282,6 +344,9 @@ func (s *services) shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.shutdownKeys(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if err := s.closeScale(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
 	}
 	if err := s.closeUsage(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))
@@ -327,6 +392,7 @@ func (s *services) close() {
 	if s.redis != nil {
 		_ = s.redis.Close()
 	}
+	_ = s.closeScale(ctx)
 	if s.tracker != nil { // shutdown did not run: stop the goroutine, keep what it can
 		_ = s.tracker.Close(ctx)
 	}
