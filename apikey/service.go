@@ -581,51 +581,77 @@ func (s *Service) markUsed(e *entry, now int64) {
 	}
 }
 
-// writeUses is the background writer of last_used_at.
+// writeUses is the background writer of last_used_at. A key is written at most once per
+// UsedInterval however busy it is: a written key stays marked queued until the next tick
+// (so its uses meanwhile do not queue it again), and at that tick it is written again
+// only if it was used since. Without that, more busy keys than UsedBatch would be
+// rewritten back to back, as fast as the store takes them.
 func (s *Service) writeUses() {
 	defer close(s.done)
 	tick := time.NewTicker(s.cfg.UsedInterval)
 	defer tick.Stop()
 	batch := make([]*entry, 0, s.cfg.UsedBatch)
+	var held []heldUse // written since the last tick, still marked queued
 	for {
 		select {
 		case e := <-s.uses:
 			batch = append(batch, e)
 			if len(batch) >= s.cfg.UsedBatch && s.flushErr == nil { // while failing, wait for the tick
-				batch = s.flushUses(context.Background(), batch)
+				batch, held = s.flushUses(context.Background(), batch, held)
 			}
 		case <-tick.C:
 			s.reanchor()
-			batch = s.flushUses(context.Background(), batch)
+			for _, h := range held {
+				if h.e.lastUsed.Load() > h.at {
+					batch = append(batch, h.e) // used since it was written: write it again
+				} else {
+					h.e.queued.Store(false)
+				}
+			}
+			held = held[:0]
+			batch, held = s.flushUses(context.Background(), batch, held)
 		case <-s.stop:
+			for _, h := range held {
+				if h.e.lastUsed.Load() > h.at {
+					batch = append(batch, h.e)
+				}
+			}
 			s.pending = batch // Close writes it, with its ctx
 			return
 		}
 	}
 }
 
-// flushUses writes one batch and returns what is left to write: nothing after a
-// success; after a failure the batch itself, its keys queued again, so the next flush
-// retries it (a store outage loses no last_used_at). What is kept is capped at
+// heldUse is a key written with the last-use time at.
+type heldUse struct {
+	e  *entry
+	at int64
+}
+
+// flushUses writes one batch and returns what is left to write, and held with the
+// written keys added (when held is not nil: Close passes nil). After a failure nothing
+// is added to held and the batch itself is returned, its keys still queued, so the next
+// flush retries it: a store outage loses no last_used_at. What is kept is capped at
 // maxHeldUses times UsedBatch keys, the oldest dropped (and logged) beyond.
-func (s *Service) flushUses(ctx context.Context, batch []*entry) []*entry {
+func (s *Service) flushUses(ctx context.Context, batch []*entry, held []heldUse) ([]*entry, []heldUse) {
 	if len(batch) == 0 {
-		return batch
+		return batch, held
 	}
 	uses := make([]Use, len(batch))
+	ats := make([]int64, len(batch))
 	for i, e := range batch {
-		e.queued.Store(false)
-		uses[i] = Use{ID: e.id, At: time.UnixMicro(e.lastUsed.Load()).UTC()}
+		ats[i] = e.lastUsed.Load()
+		uses[i] = Use{ID: e.id, At: time.UnixMicro(ats[i]).UTC()}
 	}
 	err := s.store.MarkUsed(ctx, uses)
 	s.flushErr = err
 	if err == nil {
-		return batch[:0]
+		for i, e := range batch {
+			held = append(held, heldUse{e, ats[i]})
+		}
+		return batch[:0], held
 	}
 	s.log.Warn("apikey: writing last_used_at failed; keeping the batch for the next try", "keys", len(uses), "err", err)
-	for _, e := range batch {
-		e.queued.Store(true)
-	}
 	if over := len(batch) - maxHeldUses*s.cfg.UsedBatch; over > 0 {
 		for _, e := range batch[:over] {
 			e.queued.Store(false)
@@ -633,7 +659,7 @@ func (s *Service) flushUses(ctx context.Context, batch []*entry) []*entry {
 		s.log.Error("apikey: dropping last_used_at of keys the store has not taken", "keys", over)
 		batch = append(batch[:0], batch[over:]...)
 	}
-	return batch
+	return batch, held
 }
 
 // closeTries is how often Close tries its last write.
@@ -644,9 +670,8 @@ const maxHeldUses = 20
 
 // Close stops the background writer and writes the last_used_at times it holds. It
 // retries that write a few times while the store fails (about a second, or until ctx
-// ends), and returns its last error
-// (saying how many keys were not written), or ctx's error if the writer did not stop
-// before ctx ended. Verify keeps working after Close, but uses are no longer recorded.
+// ends), and returns its last error (saying how many keys were not written), or ctx's
+// error if the writer did not stop before ctx ended. Verify keeps working after Close, but uses are no longer recorded.
 func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -671,7 +696,7 @@ func (s *Service) Close(ctx context.Context) error {
 		// outage that is over by now costs nothing and Close reports only what could not
 		// be written.
 		for try := 1; ; try++ {
-			batch = s.flushUses(ctx, batch)
+			batch, _ = s.flushUses(ctx, batch, nil)
 			if s.flushErr == nil || try == closeTries {
 				break
 			}

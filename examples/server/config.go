@@ -56,6 +56,7 @@ var envVars = []envVar{
 	{"NEXUS_BCRYPT_COST", "10", "bcrypt cost of new password hashes, 4..31"},
 	{"NEXUS_PUBLIC_URL", "http://127.0.0.1:8080", "the server's public base URL: OIDC issuer and base of links in mail"},
 	{"NEXUS_MFA_KEY", "random per process in memory; TOTP off with Postgres", "base64 of 32 random bytes (openssl rand -base64 32): AES-256-GCM key for TOTP secrets"},
+	{"NEXUS_EVENTS_CHANNEL", "the adapter's default", "LISTEN/NOTIFY or pub/sub channel that tells every instance what one changed"},
 	{"NEXUS_TRUSTED_ORIGINS", "none", "comma-separated origins (https://app.example.com) allowed cross-origin cookie requests"},
 	{"STRIPE_SECRET_KEY", "billing off", "Stripe secret key; turns billing on"},
 	{"STRIPE_WEBHOOK_SECRET", "webhooks refused", "signing secret of the webhook endpoint (whsec_...)"},

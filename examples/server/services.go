@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -32,10 +33,11 @@ type services struct {
 	log *slog.Logger
 	db  *sql.DB // nil with in-memory stores
 
-	auth    *auth.Service
-	issuer  *auth.Issuer
-	cookies auth.CookieConfig
-	admins  map[string]bool // normalised emails from NEXUS_ADMINS
+	auth      *auth.Service
+	authStore auth.Store // for the session check of requireUser (sessions.go)
+	issuer    *auth.Issuer
+	cookies   auth.CookieConfig
+	admins    map[string]bool // normalised emails from NEXUS_ADMINS
 	// onRegister runs, in order, after each successful registration and before its
 	// tokens are issued (billing creates the free subscription here). An error undoes the
 	// registration and answers 500.
@@ -148,6 +150,7 @@ func (s *services) initAuth() error {
 		s.pgThrottle = postgres.NewThrottleStore(s.db)
 		throttle, s.throttleName = s.pgThrottle, "postgres"
 	}
+	s.authStore = store
 	svc, err := auth.NewService(auth.Config{
 		Store:      store,
 		Issuer:     issuer,
@@ -314,7 +317,7 @@ func (s *services) summary() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("store", s.storeName()),
 		slog.String("limiter", s.limiterName),
-		slog.String("events", s.busName),
+		slog.String("events", cmp.Or(s.busName, "none")),
 		slog.Bool("billing", s.billing.StripeEnabled()),
 		slog.Bool("stripe_webhooks", s.cfg.Billing.StripeKey != "" && s.cfg.Billing.WebhookSecret != ""),
 		slog.Bool("overage_cron", s.cfg.Billing.CronSecret != ""),
