@@ -11,7 +11,7 @@ import (
 // its register call here; a server-wide concern (metrics, say) joins the middleware list.
 func (s *services) handler() http.Handler {
 	rt := newRouter()
-	requireUser := auth.RequireUser(s.issuer, s.cookies)
+	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
 	healthHandlers{ping: s.ping, store: s.storeName(), log: s.log}.register(rt)

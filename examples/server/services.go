@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -32,10 +33,11 @@ type services struct {
 	log *slog.Logger
 	db  *sql.DB // nil with in-memory stores
 
-	auth    *auth.Service
-	issuer  *auth.Issuer
-	cookies auth.CookieConfig
-	admins  map[string]bool // normalised emails from NEXUS_ADMINS
+	auth      *auth.Service
+	authStore auth.Store // for the session check of requireUser (sessions.go)
+	issuer    *auth.Issuer
+	cookies   auth.CookieConfig
+	admins    map[string]bool // normalised emails from NEXUS_ADMINS
 	// onRegister runs, in order, after each successful registration and before its
 	// tokens are issued (billing creates the free subscription here). An error undoes the
 	// registration and answers 500.
@@ -67,11 +69,13 @@ type services struct {
 	protect func(scopes ...string) func(http.Handler) http.Handler
 
 	csrf func(http.Handler) http.Handler // crossOrigin over cfg.TrustedOrigins
+
+	mailerName string // "none" until a mailer is configured; for the start-up log
 }
 
 // newServices opens the stores the configuration names and builds the services over them.
 func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, error) {
-	s := &services{cfg: cfg, log: log}
+	s := &services{cfg: cfg, log: log, mailerName: "none"}
 	csrf, err := crossOrigin(cfg.TrustedOrigins)
 	if err != nil {
 		return nil, err
@@ -146,6 +150,7 @@ func (s *services) initAuth() error {
 		s.pgThrottle = postgres.NewThrottleStore(s.db)
 		throttle, s.throttleName = s.pgThrottle, "postgres"
 	}
+	s.authStore = store
 	svc, err := auth.NewService(auth.Config{
 		Store:      store,
 		Issuer:     issuer,
@@ -300,6 +305,33 @@ func (s *services) storeName() string {
 		return "postgres"
 	}
 	return "memory"
+}
+
+// summary is the configuration in force, for the start-up log: what runs, never a secret
+// (whether a secret is set at most).
+func (s *services) summary() []slog.Attr {
+	alg := "HS256"
+	if s.cfg.JWTKey != nil {
+		alg = "EdDSA"
+	}
+	attrs := []slog.Attr{
+		slog.String("store", s.storeName()),
+		slog.String("limiter", s.limiterName),
+		slog.String("events", cmp.Or(s.busName, "none")),
+		slog.Bool("billing", s.billing.StripeEnabled()),
+		slog.Bool("stripe_webhooks", s.cfg.Billing.StripeKey != "" && s.cfg.Billing.WebhookSecret != ""),
+		slog.Bool("overage_cron", s.cfg.Billing.CronSecret != ""),
+		slog.String("jwt_algorithm", alg),
+		slog.Bool("jwt_key_from_env", s.cfg.JWTKey != nil || len(s.cfg.JWTSecret) > 0),
+		slog.String("mailer", s.mailerName),
+		slog.Int("admins", len(s.cfg.Admins)),
+		slog.Int("trusted_origins", len(s.cfg.TrustedOrigins)),
+		slog.Bool("insecure_cookies", s.cfg.InsecureCookies),
+	}
+	if s.db != nil {
+		attrs = append(attrs, slog.Int("postgres_max_conns", s.cfg.PostgresMaxConns))
+	}
+	return attrs
 }
 
 // ping reports whether the backing store answers.
