@@ -21,4 +21,8 @@
 // spread over many addresses (OWASP's Authentication and Credential Stuffing cheat
 // sheets). Instances share the counters through storage/postgres or storage/redis.
 // Passwords are compared in NFKC and emails in NFC (NIST SP 800-63B §5.1.1.2).
+//
+// With Config.MFA set, users can turn on TOTP two-factor authentication (RFC 6238, see
+// auth/totp) with recovery codes: EnrollTOTP, ConfirmTOTP, then Login answers a
+// *MFARequiredError that VerifyMFA or VerifyMFARecovery completes.
 package auth

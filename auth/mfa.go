@@ -366,6 +366,9 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, userID ecoid.ID, pa
 	if err := m.store.DeleteTOTP(ctx, userID); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("auth: disable totp: %w", err)
 	}
+	if err := s.throttle.Reset(context.WithoutCancel(ctx), mfaUserKey(userID)); err != nil {
+		s.log.Warn("auth: resetting the MFA attempt count failed", "user", userID, "err", err)
+	}
 	s.record(ctx, c, Activity{UserID: userID, Action: ActionMFADisable, Success: true, Detail: how})
 	return nil
 }

@@ -7,6 +7,10 @@ import (
 	"github.com/nexus-ecosystem/nexus/ecoid"
 )
 
+// MaxMFAChallenges is how many live MFA challenges (logins waiting for a code) an
+// MFAStore keeps per user; a new one beyond it replaces the oldest.
+const MaxMFAChallenges = 10
+
 // TOTPState is a user's TOTP enrollment as an MFAStore keeps it.
 type TOTPState struct {
 	UserID ecoid.ID
@@ -68,8 +72,11 @@ type MFAStore interface {
 	// RecoveryCodesLeft returns how many unused recovery codes the user has (0 when none).
 	RecoveryCodesLeft(ctx context.Context, userID ecoid.ID) (int, error)
 
-	// CreateMFAChallenge stores c with Attempts 0 and may delete the user's expired
-	// challenges. It returns ErrNotFound when the user does not exist.
+	// CreateMFAChallenge stores c with Attempts 0, deletes the user's challenges expired
+	// at c.CreatedAt and, beyond MaxMFAChallenges live ones, the oldest, so that someone
+	// who knows the password cannot fill the store by logging in (concurrent logins may
+	// leave a few more until the next one). It returns ErrNotFound when the user does not
+	// exist.
 	CreateMFAChallenge(ctx context.Context, c MFAChallenge) error
 	// ReserveMFAAttempt counts one attempt against the challenge with tokenHash and
 	// returns it with the new count, if now is before its ExpiresAt and fewer than max

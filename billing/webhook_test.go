@@ -154,6 +154,7 @@ func testWebhookPlanFollowsThePrice(t *testing.T, newStore func(*testing.T) bill
 		}
 	}
 	enterprise := map[string]any{"plan": "enterprise"}
+	var obj map[string]any
 
 	// An unknown price with plan=enterprise: nothing.
 	a := e.user(t)
@@ -187,10 +188,22 @@ func testWebhookPlanFollowsThePrice(t *testing.T, newStore func(*testing.T) bill
 	// Enterprise comes only from SetEnterprise; a price mapped to it is ignored.
 	e2 := stripeMockEnvWith(t, newStore(t), func(c *billing.Config) { c.Prices.Plans["price_ent"] = billing.Enterprise })
 	c := e2.user(t)
-	obj := subscriptionObj(c, "sub_c", "cus_c", "active", "price_ent", false, start)
+	obj = subscriptionObj(c, "sub_c", "cus_c", "active", "price_ent", false, start)
 	e2.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow, obj))
 	if row := e2.row(t, c); row.Plan != billing.Free {
 		t.Fatalf("a price mapped to enterprise granted %s", row.Plan)
+	}
+	// An Enterprise customer (SetEnterprise) keeps Enterprise whatever price Stripe bills;
+	// the status still follows Stripe.
+	ent := e.user(t)
+	if _, err := e.svc.SetEnterprise(context.Background(), ent, "", billing.Terms{QuotaCalls: 5_000_000, PriceCents: 90_000}); err != nil {
+		t.Fatal(err)
+	}
+	upd(ent, "sub_ent", proPrice, nil, testNow.Add(time.Minute))
+	obj = subscriptionObj(ent, "sub_ent", "cus_"+string(ent[8:]), "unpaid", "price_custom", false, start)
+	e.deliver(t, stripeEvent(evtID(), "customer.subscription.updated", testNow.Add(2*time.Minute), obj))
+	if row := e.row(t, ent); row.Plan != billing.Enterprise || row.Status != billing.StatusUnpaid {
+		t.Fatalf("Enterprise row after Stripe events: %+v", row)
 	}
 	// Checkout: the session's metadata says enterprise, the subscription Stripe bills is
 	// Pro (stripe-mock's price): Pro.

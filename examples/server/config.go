@@ -32,6 +32,10 @@ type config struct {
 	TrustedOrigins []string
 
 	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
+
+	// EventsChannel (NEXUS_EVENTS_CHANNEL) is the LISTEN/NOTIFY or pub/sub channel that
+	// tells every instance what one changed; empty: the adapter's default.
+	EventsChannel string
 }
 
 // parseConfig reads flags, falling back to environment variables (DATABASE_URL for
@@ -63,6 +67,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
+	cfg.EventsChannel = getenv("NEXUS_EVENTS_CHANNEL")
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
@@ -74,14 +75,40 @@ func (h keyHandlers) generate(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// list: GET /api/keys/list → {keys:[…]}, never a secret or hash.
+type keyPage struct {
+	Keys       []apikey.Key `json:"keys"`
+	NextCursor ecoid.ID     `json:"next_cursor,omitempty"`
+}
+
+// list: GET /api/keys/list[?limit=1..100][&cursor=<next_cursor>] → {keys:[…]} oldest
+// first, at most limit (default 100), never a secret or hash; next_cursor is there when
+// more keys follow.
 func (h keyHandlers) list(w http.ResponseWriter, r *http.Request) {
-	keys, err := h.keys.List(r.Context(), currentUser(r))
+	q := r.URL.Query()
+	var p apikey.ListParams
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > apikey.MaxListLimit {
+			httpjson.WriteError(w, http.StatusBadRequest, "invalid_limit",
+				fmt.Sprintf("limit must be between 1 and %d", apikey.MaxListLimit))
+			return
+		}
+		p.Limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		id, err := ecoid.Parse(v)
+		if err != nil || id.Type() != ecoid.APIKey {
+			httpjson.WriteError(w, http.StatusBadRequest, "invalid_cursor", "cursor is not a next_cursor of this list")
+			return
+		}
+		p.After = id
+	}
+	page, err := h.keys.ListPage(r.Context(), currentUser(r), p)
 	if err != nil {
 		h.keyError(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"keys": keys})
+	httpjson.Write(w, http.StatusOK, keyPage{Keys: page.Keys, NextCursor: page.Next})
 }
 
 type keyIDRequest struct {
@@ -151,6 +178,9 @@ func (h keyHandlers) keyError(w http.ResponseWriter, r *http.Request, err error)
 		httpjson.WriteError(w, http.StatusNotFound, "key_not_found", "no such API key")
 	case errors.Is(err, apikey.ErrRevoked):
 		httpjson.WriteError(w, http.StatusConflict, "key_revoked", "the API key is revoked")
+	case errors.Is(err, apikey.ErrTooManyKeys):
+		httpjson.WriteError(w, http.StatusConflict, "too_many_keys",
+			"you have the most active API keys allowed; revoke one first")
 	default:
 		internalError(h.log, w, r, "api key request failed", err)
 	}

@@ -187,6 +187,8 @@ func TestKeysBadInput(t *testing.T) {
 		`{"name":"x","scopes":["Read Write"]}`:             "invalid_scopes",
 		`{"name":"x","scopes":"read"}`:                     "invalid_json",
 		`{"name":"x","expires_at":"2000-01-01T00:00:00Z"}`: "invalid_expires_at",
+		`{"name":"x","expires_at":"2263-01-01T00:00:00Z"}`: "invalid_expires_at", // past UnixNano: was dead at birth
+		`{"name":"x","expires_at":"9999-12-31T23:59:59Z"}`: "invalid_expires_at",
 		`{"name":"x","expires_at":"tomorrow"}`:             "invalid_json",
 		`{"name":`:                                         "invalid_json",
 		``:                                                 "invalid_json",
@@ -252,4 +254,95 @@ func TestPingIsExactUnderConcurrency(t *testing.T) {
 	if count[200] != 10 || count[429] != 30 {
 		t.Fatalf("40 concurrent pings under a limit of 10: %v", count)
 	}
+}
+
+// keysCapAndPages: 100 live keys per user (409 too_many_keys beyond, also for parallel
+// requests), and the list in pages of at most 100 with next_cursor.
+func keysCapAndPages(t *testing.T, s *testServer) {
+	ann := s.register("ann-" + strings.ToLower(string(ecoid.New(ecoid.Event))[16:]) + "@example.com")
+	tok := ann.AccessToken
+	var first string
+	for i := range apikey.DefaultMaxKeysPerOwner - 5 {
+		k := s.generate(tok, `{"name":"k`+strconv.Itoa(i)+`"}`)
+		if i == 0 {
+			first = k.ID
+		}
+	}
+	// 20 at once for the last 5 places: exactly 5 win.
+	var wg sync.WaitGroup
+	codes := make(chan string, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var e errorAnswer
+			resp := s.do("POST", "/api/keys/generate", `{"name":"race`+strconv.Itoa(i)+`"}`, bearer(tok), &e)
+			codes <- strconv.Itoa(resp.StatusCode) + " " + e.Error.Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[string]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count["201 "] != 5 || count["409 too_many_keys"] != 15 {
+		t.Fatalf("20 parallel generates for the last 5 places: %v", count)
+	}
+	if resp := s.do("POST", "/api/keys/revoke", `{"id":"`+first+`"}`, bearer(tok), nil); resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	s.generate(tok, `{"name":"after revoke"}`) // a revoked key frees its place
+
+	type page struct {
+		Keys []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"keys"`
+		NextCursor string `json:"next_cursor"`
+	}
+	var p page
+	if resp := s.do("GET", "/api/keys/list", "", bearer(tok), &p); resp.StatusCode != 200 || len(p.Keys) != 100 || p.NextCursor != p.Keys[99].ID || p.Keys[0].ID != first || p.Keys[0].Status != "revoked" {
+		t.Fatalf("first page: %d, %d keys, next %q", resp.StatusCode, len(p.Keys), p.NextCursor)
+	}
+	var last page
+	if resp := s.do("GET", "/api/keys/list?cursor="+p.NextCursor, "", bearer(tok), &last); resp.StatusCode != 200 || len(last.Keys) != 1 || last.NextCursor != "" {
+		t.Fatalf("second page: %d, %+v", resp.StatusCode, last)
+	}
+	seen := map[string]bool{}
+	for cursor, pages := "", 0; ; pages++ {
+		var q page
+		if resp := s.do("GET", "/api/keys/list?limit=30&cursor="+cursor, "", bearer(tok), &q); resp.StatusCode != 200 || len(q.Keys) > 30 || pages > 4 {
+			t.Fatalf("page %d of 30: %d, %d keys", pages, resp.StatusCode, len(q.Keys))
+		}
+		for _, k := range q.Keys {
+			seen[k.ID] = true
+		}
+		if cursor = q.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(seen) != 101 {
+		t.Fatalf("pages of 30 showed %d distinct keys, want 101", len(seen))
+	}
+	bob := s.register("bob-" + strings.ToLower(string(ecoid.New(ecoid.Event))[16:]) + "@example.com")
+	var e errorAnswer
+	for query, code := range map[string]string{
+		"limit=0": "invalid_limit", "limit=101": "invalid_limit", "limit=x": "invalid_limit",
+		"cursor=nope": "invalid_cursor", "cursor=" + string(ecoid.New(ecoid.User)): "invalid_cursor",
+		"cursor=" + string(ecoid.New(ecoid.APIKey)): "invalid_cursor",
+		"cursor=" + first: "invalid_cursor", // ann's key, asked by bob
+	} {
+		if resp := s.do("GET", "/api/keys/list?"+query, "", bearer(bob.AccessToken), &e); resp.StatusCode != 400 || e.Error.Code != code {
+			t.Errorf("list?%s: %d %+v, want 400 %s", query, resp.StatusCode, e, code)
+		}
+	}
+}
+
+func TestKeysCapAndPagesInMemory(t *testing.T) {
+	keysCapAndPages(t, startServer(t, authEnv()))
+}
+
+func TestKeysCapAndPagesWithPostgres(t *testing.T) {
+	keysCapAndPages(t, startServer(t, authEnv("DATABASE_URL", testenv.Postgres(t))))
 }

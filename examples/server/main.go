@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "store", s.storeName(), "limiter", s.limiterName)
+	log.Info("listening", "addr", ln.Addr().String(), "store", s.storeName(), "limiter", s.limiterName, "events", s.busName)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -167,6 +167,9 @@ func (h mfaHandlers) mfaError(w http.ResponseWriter, r *http.Request, err error,
 	case errors.As(err, &te):
 		w.Header().Set("Retry-After", strconv.Itoa(auth.RetryAfterSeconds(te.RetryAfter)))
 		httpjson.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", "too many wrong codes; log in again later")
+	case errors.Is(err, auth.ErrThrottleUnavailable):
+		h.log.Error("mfa: throttle store unavailable", "err", err)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "throttle_unavailable", "try again shortly")
 	default:
 		internalError(h.log, w, r, "request failed", err)
 	}

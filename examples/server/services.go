@@ -60,6 +60,8 @@ type services struct {
 	projects *sso.Projects // ecosystem projects registered as OIDC clients
 	provider *sso.Provider // the OIDC provider; nil with HS256
 
+	scaleState // the event bus and the Postgres hot path: scale.go
+
 	// protect is the API-key chain of every /api/v1 route: guard.New over the key
 	// service, the tracker, and billing's quotas with the key's rate limit.
 	protect func(scopes ...string) func(http.Handler) http.Handler
@@ -110,6 +112,10 @@ func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, 
 	s.initUsage()
 	s.initBilling()
 	s.initGuard()
+	if err := s.initBus(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -194,7 +200,7 @@ func (s *services) initKeys(ctx context.Context) error {
 	default:
 		s.limiter, s.limiterName = memory.NewLimiter(), "memory"
 	}
-	s.keys = apikey.NewService(store, apikey.Config{Logger: s.log})
+	s.keys = apikey.NewService(store, apikey.Config{Logger: s.log, OnChange: s.keyChanged})
 	return nil
 }
 
@@ -231,7 +237,8 @@ func (s *services) initUsage() {
 	}
 	s.usageStore = store
 	s.tracker = usage.NewTracker(store, usage.Config{Logger: s.log})
-	s.quota = usage.NewQuota(store, func(ctx context.Context, user ecoid.ID) (int64, bool, error) {
+	s.initHotPath()
+	s.quota = usage.NewQuota(s.quotaCounter(), func(ctx context.Context, user ecoid.ID) (int64, bool, error) {
 		return s.billing.QuotaFor(ctx, user)
 	}, usage.QuotaConfig{Logger: s.log})
 }
@@ -249,7 +256,7 @@ func (s *services) initBilling() {
 		Now:        bc.Now,
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
-		Usage: usageCounts{s.usageStore}, Logger: s.log,
+		Usage: usageCounts{s.usageStore}, Logger: s.log, OnPlanChange: s.planChanged,
 		// Only accounts of this server may be upgraded by a webhook.
 		UserExists: func(ctx context.Context, id ecoid.ID) (bool, error) {
 			_, err := s.auth.UserByID(ctx, id)
@@ -266,6 +273,9 @@ func (s *services) initBilling() {
 		}
 	}
 	s.billing = billing.NewService(store, cfg)
+	if s.db != nil { // the hot path's plan lookup, kept fresh by planChanged and the bus
+		s.terms = billing.NewTermsCache(s.billing.PlanTerms, billing.TermsCacheConfig{})
+	}
 	s.onRegister = append(s.onRegister, func(ctx context.Context, u auth.User) error {
 		_, err := s.billing.EnsureFreeSubscription(ctx, u.ID, u.Email)
 		return err
@@ -275,10 +285,11 @@ func (s *services) initBilling() {
 // initGuard builds the API-key chain: authenticate → track → scopes → quota (billing's
 // terms for the key's owner) and the key's rate limit, all or nothing.
 func (s *services) initGuard() {
-	admission := guard.NewLimits(s.limiter, s.usageStore, s.billing.QuotaFor)
+	admission := s.admission()
+	keys := s.keysVerifier()
 	s.protect = func(scopes ...string) func(http.Handler) http.Handler {
 		return guard.New(guard.Config{
-			Keys: s.keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
+			Keys: keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
 		})
 	}
 }
@@ -304,6 +315,9 @@ func (s *services) shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.shutdownKeys(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if err := s.closeScale(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
 	}
 	if err := s.closeUsage(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))
@@ -349,6 +363,7 @@ func (s *services) close() {
 	if s.redis != nil {
 		_ = s.redis.Close()
 	}
+	_ = s.closeScale(ctx)
 	if s.tracker != nil { // shutdown did not run: stop the goroutine, keep what it can
 		_ = s.tracker.Close(ctx)
 	}

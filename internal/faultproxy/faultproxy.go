@@ -6,6 +6,8 @@ package faultproxy
 
 import (
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -128,4 +130,37 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// PostgresDSN starts a proxy to the server a lib/pq DSN names (a URL or key=value pairs;
+// host and port default to localhost:5432) and returns the DSN pointed at the proxy.
+func PostgresDSN(t testing.TB, dsn string) (string, *Proxy) {
+	t.Helper()
+	host, port := "localhost", "5432"
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("faultproxy: DSN: %v", err)
+		}
+		if h := u.Hostname(); h != "" {
+			host = h
+		}
+		if p := u.Port(); p != "" {
+			port = p
+		}
+		p := New(t, net.JoinHostPort(host, port))
+		u.Host = p.Addr()
+		return u.String(), p
+	}
+	for _, kv := range strings.Fields(dsn) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "host":
+			host = v
+		case "port":
+			port = v
+		}
+	}
+	p := New(t, net.JoinHostPort(host, port))
+	return dsn + " host=" + p.Host() + " port=" + p.Port(), p // later settings win in lib/pq
 }

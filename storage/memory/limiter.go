@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,44 +11,128 @@ import (
 	"github.com/nexus-ecosystem/nexus/apikey"
 )
 
-// Limiter is the in-process apikey.Limiter: apikey.GCRA.Step over sharded tables, one
-// per policy, holding two integers per subject. A decision takes one lock of one of 128
-// shards, one map lookup and does not allocate (except when a table grows).
+// Limiter is the in-process apikey.Limiter: apikey.GCRA.Step on one small entry per
+// (policy, subject), each with its own lock, found through sharded open-addressing
+// tables that are read without locks. A decision for a known subject hashes the key
+// once (maphash), probes one table, locks and updates one 64-byte entry and reads the
+// monotonic clock once; it does not allocate. Two decisions contend only when they are
+// for the same subject. The first decision for a new subject takes its shard's lock and
+// allocates its entry.
+//
+// The default clock is coarse: the monotonic time since NewLimiter, read by a goroutine
+// every millisecond while the limiter is in use (it stops after a second without a
+// decision and restarts with the next one). A decision then costs no clock read; time
+// as the limiter sees it lags by at most a tick (more when the process is starved), so
+// it refuses slightly earlier, never later, and never runs backwards.
 //
 // Idle entries, whose whole burst is available again, hold nothing a fresh entry would
 // not, so they are dropped: a shard sweeps them whenever it has doubled in size since its
-// last sweep, and rebuilds its tables when a sweep leaves it at a quarter of its peak, so
-// memory follows the number of recently active subjects rather than every subject ever
-// seen. Sweep drops them on demand. It is safe for concurrent use.
+// last sweep, and rebuilds its table at the size of the survivors, so memory follows the
+// number of recently active subjects rather than every subject ever seen. Sweep drops
+// them on demand. It is safe for concurrent use.
 type Limiter struct {
-	now      func() time.Time // nil: the monotonic clock from base
-	base     time.Time        // when the limiter was made, with a monotonic reading
-	baseUS   int64            // base in Unix microseconds
+	now      func() time.Time // nil: clock
 	seed     maphash.Seed
-	mu       sync.Mutex                              // serializes adding a policy
-	policies atomic.Pointer[map[string]*policyTable] // copied on write
+	mu       sync.Mutex                // serializes adding a policy
+	policies atomic.Pointer[policySet] // copied on write
+	clock    coarseClock
+}
+
+// coarseClock is the default clock, in Unix microseconds: the wall time at NewLimiter
+// plus the monotonic time since, so steps of the wall clock do not move it.
+type coarseClock struct {
+	base    time.Time // with a monotonic reading
+	baseUS  int64     // base in Unix microseconds
+	_       [40]byte  // now changes every tick: keep it off the lines read on every call
+	now     atomic.Int64
+	running atomic.Bool // the ticker goroutine runs
+	used    atomic.Bool // read since the ticker last looked
+	_       [48]byte
 }
 
 const (
-	limiterShards = 128
-	minSweepLen   = 64
+	clockTick         = time.Millisecond
+	ticksPerIdleCheck = 1000 // the ticker stops after this many ticks without a read
 )
 
+// read returns the coarse time, starting the ticker when it is not running.
+func (c *coarseClock) read() int64 {
+	if !c.used.Load() {
+		c.used.Store(true)
+	}
+	if c.running.Load() {
+		return c.now.Load()
+	}
+	now := c.exact()
+	if c.running.CompareAndSwap(false, true) {
+		c.now.Store(now)
+		go c.tick()
+	}
+	return now
+}
+
+func (c *coarseClock) exact() int64 { return c.baseUS + int64(time.Since(c.base)/time.Microsecond) }
+
+func (c *coarseClock) tick() {
+	for n := 1; ; n++ {
+		time.Sleep(clockTick)
+		c.now.Store(c.exact())
+		if n%ticksPerIdleCheck == 0 && !c.used.Swap(false) {
+			c.running.Store(false)
+			return
+		}
+	}
+}
+
+const (
+	shardBits     = 7
+	limiterShards = 1 << shardBits
+	minSweepLen   = 64 // a shard sweeps first when it reaches this many entries
+	minSlots      = 16
+	smallPolicies = 8 // policies found by a scan before the map is asked
+)
+
+// policySet is every policy's table; the first few are also in a slice, which a scan
+// searches faster than a map for the one or two policies a service usually has.
+type policySet struct {
+	small  []*policyTable
+	byName map[string]*policyTable
+}
+
 type policyTable struct {
+	name   string
 	shards [limiterShards]limiterShard
 }
 
-type gcraState struct{ tat, seen int64 } // Unix microseconds
-
-// limiterShard maps a subject to its slot in states; freed slots are reused.
+// limiterShard is an open-addressing table (linear probing) of pointers to entries.
+// Readers load the table and probe without a lock; mu serializes inserts, sweeps and
+// rebuilds. Entries are never removed from a table in place: a sweep marks idle entries
+// dead and publishes a new table without them, and a reader that finds a dead entry (in
+// a table it loaded before) looks again under mu.
 type limiterShard struct {
 	mu      sync.Mutex
-	index   map[string]int32
-	states  []gcraState
-	free    []int32
-	sweepAt int // sweep when a new entry makes the index this large
-	peak    int // the largest size since the tables were built
-	_       [24]byte
+	table   atomic.Pointer[slotTable]
+	live    int // entries in table; under mu
+	sweepAt int // sweep before an insert makes live this large; under mu
+	_       [32]byte
+}
+
+type slotTable struct {
+	mask  uint64
+	slots []atomic.Pointer[limiterEntry]
+}
+
+// gcraState is a GCRA state as a value (TokenStore keeps these), in Unix microseconds.
+type gcraState struct{ tat, seen int64 }
+
+// limiterEntry is the GCRA state of one (policy, subject). hash and key never change
+// once the entry is published; the rest is guarded by mu.
+type limiterEntry struct {
+	mu        sync.Mutex
+	dead      bool  // swept: no longer in the shard's table
+	tat, seen int64 // Unix microseconds
+	hash      uint64
+	key       string
 }
 
 var _ apikey.Limiter = (*Limiter)(nil)
@@ -63,47 +148,56 @@ func WithClock(now func() time.Time) Option {
 
 // NewLimiter returns an empty in-process limiter.
 func NewLimiter(opts ...Option) *Limiter {
-	l := &Limiter{base: time.Now(), seed: maphash.MakeSeed()}
-	l.baseUS = l.base.UnixMicro()
+	l := &Limiter{seed: maphash.MakeSeed()}
+	l.clock.base = time.Now()
+	l.clock.baseUS = l.clock.base.UnixMicro()
 	for _, o := range opts {
 		o(l)
 	}
-	l.policies.Store(&map[string]*policyTable{})
+	l.policies.Store(&policySet{byName: map[string]*policyTable{}})
 	return l
 }
 
-// nowMicro returns the time in Unix microseconds. The default clock is the wall time at
-// NewLimiter plus the monotonic time since: one clock read instead of two, and immune
-// to steps of the wall clock.
+// nowMicro returns the time in Unix microseconds.
 func (l *Limiter) nowMicro() int64 {
 	if l.now != nil {
 		return l.now().UnixMicro()
 	}
-	return l.baseUS + int64(time.Since(l.base)/time.Microsecond)
+	return l.clock.read()
 }
 
 // table returns the table of a policy, creating it on first use.
 func (l *Limiter) table(policy string) *policyTable {
-	if t, ok := (*l.policies.Load())[policy]; ok {
-		return t
+	ps := l.policies.Load()
+	for _, t := range ps.small {
+		if t.name == policy {
+			return t
+		}
+	}
+	if len(ps.byName) > len(ps.small) {
+		if t, ok := ps.byName[policy]; ok {
+			return t
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	old := *l.policies.Load()
-	if t, ok := old[policy]; ok {
+	old := l.policies.Load()
+	if t, ok := old.byName[policy]; ok {
 		return t
 	}
-	t := &policyTable{}
+	t := &policyTable{name: policy}
 	for i := range t.shards {
-		t.shards[i].index = map[string]int32{}
 		t.shards[i].sweepAt = minSweepLen
 	}
-	m := make(map[string]*policyTable, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+	ps = &policySet{small: old.small, byName: make(map[string]*policyTable, len(old.byName)+1)}
+	for k, v := range old.byName {
+		ps.byName[k] = v
 	}
-	m[policy] = t
-	l.policies.Store(&m)
+	ps.byName[policy] = t
+	if len(ps.small) < smallPolicies {
+		ps.small = append(ps.small[:len(ps.small):len(ps.small)], t)
+	}
+	l.policies.Store(ps)
 	return t
 }
 
@@ -115,57 +209,120 @@ func (l *Limiter) Allow(_ context.Context, key string, limit apikey.Limit) (apik
 		return apikey.Decision{}, err
 	}
 	now := l.nowMicro()
-	sh := &l.table(limit.Policy()).shards[maphash.String(l.seed, key)%limiterShards]
+	h := maphash.String(l.seed, key)
+	sh := &l.table(limit.Policy()).shards[h>>(64-shardBits)]
+	return sh.decide(g, sh.find(h, key), h, key, now), nil
+}
+
+// decide runs one GCRA step on the entry of (h, key): e, as find returned it, or, when
+// that is nil or was swept since, the live entry that insert returns.
+func (sh *limiterShard) decide(g apikey.GCRA, e *limiterEntry, h uint64, key string, now int64) apikey.Decision {
+	for {
+		if e == nil {
+			e = sh.insert(h, key, now)
+		}
+		e.mu.Lock()
+		if !e.dead {
+			break
+		}
+		e.mu.Unlock() // swept after it was found: look again
+		e = nil
+	}
+	allowed, tat, seen := g.Step(e.tat, e.seen, now)
+	e.tat, e.seen = tat, seen
+	e.mu.Unlock()
+	return g.Decision(allowed, tat, seen)
+}
+
+// find returns the entry of (h, key) in the shard's current table, or nil. It takes no
+// lock; the entry may be dead by the time the caller locks it.
+func (sh *limiterShard) find(h uint64, key string) *limiterEntry {
+	t := sh.table.Load()
+	if t == nil {
+		return nil
+	}
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		// Terminates: a table is never more than 3/4 full.
+		if e := t.slots[i].Load(); e == nil || e.hash == h && e.key == key {
+			return e
+		}
+	}
+}
+
+// insert returns the live entry of (h, key), adding it if it is missing.
+func (sh *limiterShard) insert(h uint64, key string, now int64) *limiterEntry {
 	sh.mu.Lock()
-	i, existed := sh.index[key]
-	if !existed {
-		i = sh.add(key)
+	defer sh.mu.Unlock()
+	if e := sh.find(h, key); e != nil {
+		return e // added meanwhile; the current table holds no dead entry
 	}
-	st := &sh.states[i]
-	allowed, tat, seen := g.Step(st.tat, st.seen, now)
-	st.tat, st.seen = tat, seen
-	if !existed && len(sh.index) >= sh.sweepAt {
-		sh.sweep(seen)
+	if sh.live+1 >= sh.sweepAt {
+		sh.sweep(now) // before the insert, which would be idle by this measure
 	}
-	sh.mu.Unlock()
-	return g.Decision(allowed, tat, seen), nil
+	t := sh.table.Load()
+	if t == nil || 4*(sh.live+1) > 3*len(t.slots) {
+		t = sh.rebuild(2 * (sh.live + 1))
+	}
+	e := &limiterEntry{hash: h, key: key}
+	t.put(e)
+	sh.live++
+	return e
 }
 
-// add gives key a zeroed slot. The caller holds sh.mu.
-func (sh *limiterShard) add(key string) int32 {
-	var i int32
-	if n := len(sh.free); n > 0 {
-		i, sh.free = sh.free[n-1], sh.free[:n-1]
-		sh.states[i] = gcraState{}
-	} else {
-		i = int32(len(sh.states))
-		sh.states = append(sh.states, gcraState{})
+// put stores e in the first free slot of its probe sequence. The caller holds the
+// shard's lock and has made room.
+func (t *slotTable) put(e *limiterEntry) {
+	i := e.hash & t.mask
+	for t.slots[i].Load() != nil {
+		i = (i + 1) & t.mask
 	}
-	sh.index[key] = i
-	return i
+	t.slots[i].Store(e)
 }
 
-// sweep drops the idle entries of the shard. The caller holds sh.mu.
+// rebuild publishes a table of at least n slots (a power of two) holding the shard's
+// entries that are not dead, and returns it. The caller holds sh.mu.
+func (sh *limiterShard) rebuild(n int) *slotTable {
+	size := minSlots
+	if n > minSlots {
+		size = 1 << bits.Len(uint(n-1))
+	}
+	t := &slotTable{mask: uint64(size - 1), slots: make([]atomic.Pointer[limiterEntry], size)}
+	if old := sh.table.Load(); old != nil {
+		for i := range old.slots {
+			if e := old.slots[i].Load(); e != nil && !e.dead {
+				t.put(e)
+			}
+		}
+	}
+	sh.table.Store(t)
+	return t
+}
+
+// sweep drops the idle entries of the shard and, when any went, publishes a table sized
+// for the survivors. The caller holds sh.mu.
 func (sh *limiterShard) sweep(now int64) {
-	sh.peak = max(sh.peak, len(sh.index))
-	for k, i := range sh.index {
-		if sh.states[i].tat <= now {
-			delete(sh.index, k)
-			sh.free = append(sh.free, i)
-		}
+	t := sh.table.Load()
+	if t == nil {
+		return
 	}
-	n := len(sh.index)
-	if sh.peak >= 4*minSweepLen && n <= sh.peak/4 {
-		// Go maps never shrink: copy the survivors into tables of their size.
-		index := make(map[string]int32, n)
-		states := make([]gcraState, 0, n)
-		for k, i := range sh.index {
-			index[k] = int32(len(states))
-			states = append(states, sh.states[i])
+	dropped := 0
+	for i := range t.slots {
+		e := t.slots[i].Load()
+		if e == nil {
+			continue
 		}
-		sh.index, sh.states, sh.free, sh.peak = index, states, nil, n
+		e.mu.Lock()
+		if e.tat <= now {
+			e.dead = true // written under sh.mu too, so rebuild may read it
+			dropped++
+		}
+		e.mu.Unlock()
 	}
-	sh.sweepAt = max(minSweepLen, 2*n)
+	sh.live -= dropped
+	if dropped > 0 {
+		sh.rebuild(2 * sh.live)
+	}
+	sh.sweepAt = max(minSweepLen, 2*sh.live)
 }
 
 // Sweep drops every entry that is idle at the limiter's current time and returns how
@@ -175,7 +332,7 @@ func (l *Limiter) Sweep() int {
 	n := 0
 	l.eachShard(func(sh *limiterShard) {
 		sh.sweep(now)
-		n += len(sh.index)
+		n += sh.live
 	})
 	return n
 }
@@ -183,12 +340,12 @@ func (l *Limiter) Sweep() int {
 // Len returns the number of (policy, subject) entries held.
 func (l *Limiter) Len() int {
 	n := 0
-	l.eachShard(func(sh *limiterShard) { n += len(sh.index) })
+	l.eachShard(func(sh *limiterShard) { n += sh.live })
 	return n
 }
 
 func (l *Limiter) eachShard(f func(*limiterShard)) {
-	for _, t := range *l.policies.Load() {
+	for _, t := range l.policies.Load().byName {
 		for i := range t.shards {
 			sh := &t.shards[i]
 			sh.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,6 +64,73 @@ func TestLimiterEvictsIdleKeys(t *testing.T) {
 	// Eviction changed nothing: a subject seen again starts with a full burst.
 	if d, _ := l.Allow(ctx, "s1", lim); !d.Allowed || d.Remaining != 59 {
 		t.Fatalf("after eviction: %+v", d)
+	}
+}
+
+// Sweeps running while callers race on new subjects must not let a subject be decided
+// on two entries: of M racing requests under a burst of N, exactly N are allowed. A new
+// entry is idle until its first decision, so the sweeps keep dropping entries that
+// racers have found but not locked yet.
+func TestLimiterExactWhileSweeping(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := memory.NewLimiter(memory.WithClock(func() time.Time { return now }))
+	ctx := context.Background()
+	lim := apikey.Limit{Count: 5, Period: time.Hour}
+	stop := make(chan struct{})
+	var sweeper sync.WaitGroup
+	sweeper.Add(1)
+	go func() {
+		defer sweeper.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				l.Sweep()
+			}
+		}
+	}()
+	for round := range 500 {
+		subject := "racer" + strconv.Itoa(round)
+		var allowed atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if d, err := l.Allow(ctx, subject, lim); err == nil && d.Allowed {
+					allowed.Add(1)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if n := allowed.Load(); n != 5 {
+			close(stop)
+			sweeper.Wait()
+			t.Fatalf("round %d: %d of 20 allowed under a burst of 5", round, n)
+		}
+	}
+	close(stop)
+	sweeper.Wait()
+}
+
+func TestLimiterManyPolicies(t *testing.T) {
+	l := memory.NewLimiter()
+	ctx := context.Background()
+	for i := range 20 { // more than the policies found by a scan
+		lim := apikey.Limit{Name: "p" + strconv.Itoa(i), Count: 1, Period: time.Hour}
+		if d, _ := l.Allow(ctx, "k", lim); !d.Allowed {
+			t.Fatalf("policy %d: first request refused", i)
+		}
+		if d, _ := l.Allow(ctx, "k", lim); d.Allowed {
+			t.Fatalf("policy %d: second request allowed", i)
+		}
+	}
+	if n := l.Len(); n != 20 {
+		t.Fatalf("Len %d, want 20", n)
 	}
 }
 

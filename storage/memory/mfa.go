@@ -3,6 +3,7 @@ package memory
 import (
 	"bytes"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/auth"
@@ -152,9 +153,20 @@ func (s *AuthStore) CreateMFAChallenge(_ context.Context, c auth.MFAChallenge) e
 	if _, ok := s.users[c.UserID]; !ok {
 		return auth.ErrNotFound
 	}
+	var live []auth.MFAChallenge
 	for k, old := range s.mfa.challenges {
-		if old.UserID == c.UserID && !c.CreatedAt.Before(old.ExpiresAt) {
+		switch {
+		case old.UserID != c.UserID:
+		case !c.CreatedAt.Before(old.ExpiresAt):
 			delete(s.mfa.challenges, k)
+		default:
+			live = append(live, old)
+		}
+	}
+	if len(live) >= auth.MaxMFAChallenges {
+		slices.SortFunc(live, func(a, b auth.MFAChallenge) int { return a.CreatedAt.Compare(b.CreatedAt) })
+		for _, old := range live[:len(live)-auth.MaxMFAChallenges+1] {
+			delete(s.mfa.challenges, string(old.TokenHash))
 		}
 	}
 	c.TokenHash, c.Attempts = bytes.Clone(c.TokenHash), 0

@@ -164,11 +164,22 @@ func (s *AuthStore) RecoveryCodesLeft(ctx context.Context, userID ecoid.ID) (int
 	return n, nil
 }
 
-// CreateMFAChallenge implements auth.MFAStore; it deletes the user's expired challenges
-// in the same statement.
+// CreateMFAChallenge implements auth.MFAStore: one transaction deletes the user's
+// expired challenges and those beyond the newest MaxMFAChallenges-1, then inserts c.
 func (s *AuthStore) CreateMFAChallenge(ctx context.Context, c auth.MFAChallenge) error {
-	_, err := s.db.ExecContext(ctx, `
-		WITH gone AS (DELETE FROM eco_mfa_challenges WHERE user_id = $2 AND expires_at <= $5)
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("postgres: create mfa challenge: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `
+		DELETE FROM eco_mfa_challenges WHERE user_id = $1 AND (expires_at <= $2 OR token_hash NOT IN (
+			SELECT token_hash FROM eco_mfa_challenges WHERE user_id = $1 AND expires_at > $2
+			ORDER BY created_at DESC, token_hash LIMIT $3))`,
+		string(c.UserID), c.CreatedAt, auth.MaxMFAChallenges-1); err != nil {
+		return fmt.Errorf("postgres: create mfa challenge: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `
 		INSERT INTO eco_mfa_challenges (token_hash, user_id, ip, user_agent, attempts, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, 0, $5, $6)`,
 		c.TokenHash, string(c.UserID), c.IP, c.UserAgent, c.CreatedAt, c.ExpiresAt)
@@ -177,6 +188,9 @@ func (s *AuthStore) CreateMFAChallenge(ctx context.Context, c auth.MFAChallenge)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: create mfa challenge: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("postgres: create mfa challenge: commit: %w", err)
 	}
 	return nil
 }

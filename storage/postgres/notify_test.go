@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -19,33 +18,7 @@ import (
 // viaProxy returns dsn pointed at a loopback proxy to its server, and the proxy.
 func viaProxy(t *testing.T, dsn string) (string, *faultproxy.Proxy) {
 	t.Helper()
-	host, port := "localhost", "5432"
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("DSN: %v", err)
-		}
-		if h := u.Hostname(); h != "" {
-			host = h
-		}
-		if p := u.Port(); p != "" {
-			port = p
-		}
-		p := faultproxy.New(t, host+":"+port)
-		u.Host = p.Addr()
-		return u.String(), p
-	}
-	for _, kv := range strings.Fields(dsn) {
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "host":
-			host = v
-		case "port":
-			port = v
-		}
-	}
-	p := faultproxy.New(t, host+":"+port)
-	return dsn + " host=" + p.Host() + " port=" + p.Port(), p // later settings win in lib/pq
+	return faultproxy.PostgresDSN(t, dsn)
 }
 
 func TestFanoutConformance(t *testing.T) {

@@ -36,6 +36,7 @@ func testMFA(t *testing.T, newStores NewStores) {
 		{"ConcurrentRecoveryCodeOneWins", mfaConcurrentRecovery},
 		{"ChallengeAttempts", mfaChallengeAttempts},
 		{"ConcurrentChallengeAttemptsBounded", mfaConcurrentChallenge},
+		{"ChallengesBoundedPerUser", mfaChallengesBounded},
 		{"DeleteUserTakesMFA", mfaDeleteUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -363,5 +364,44 @@ func mfaDeleteUser(t *testing.T, s auth.Store, m auth.MFAStore) {
 	}
 	if _, err := m.ReserveMFAAttempt(ctx, mfaHash("t"), 5, authTime); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("challenge of a deleted user: %v", err)
+	}
+}
+
+// mfaChallengesBounded: logging in again and again keeps at most MaxMFAChallenges live
+// challenges per user, the newest; expired ones go; other users' stay.
+func mfaChallengesBounded(t *testing.T, s auth.Store, m auth.MFAStore) {
+	ctx := context.Background()
+	u := mfaEnabledUser(t, s, m, "ann@example.com")
+	v := mfaEnabledUser(t, s, m, "bob@example.com")
+	if err := m.CreateMFAChallenge(ctx, mfaChallenge(v, "bob", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n := auth.MaxMFAChallenges + 5
+	for i := range n {
+		c := mfaChallenge(u, fmt.Sprint("t", i), 5*time.Minute)
+		c.CreatedAt = authTime.Add(time.Duration(i) * time.Second)
+		c.ExpiresAt = c.CreatedAt.Add(5 * time.Minute)
+		if err := m.CreateMFAChallenge(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := authTime.Add(time.Duration(n) * time.Second)
+	for i := range n {
+		_, err := m.ReserveMFAAttempt(ctx, mfaHash(fmt.Sprint("t", i)), 100, at)
+		if kept := i >= n-auth.MaxMFAChallenges; kept != (err == nil) {
+			t.Fatalf("challenge %d of %d: %v (kept: %v)", i, n, err, kept)
+		}
+	}
+	if _, err := m.ReserveMFAAttempt(ctx, mfaHash("bob"), 100, at); err != nil {
+		t.Fatalf("another user's challenge: %v", err)
+	}
+	// A new login after they expired removes them all but itself.
+	late := mfaChallenge(u, "late", time.Minute)
+	late.CreatedAt, late.ExpiresAt = at.Add(time.Hour), at.Add(time.Hour+time.Minute)
+	if err := m.CreateMFAChallenge(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ReserveMFAAttempt(ctx, mfaHash("late"), 100, late.CreatedAt); err != nil {
+		t.Fatal(err)
 	}
 }
