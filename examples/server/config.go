@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+
+	"github.com/nexus-ecosystem/nexus/auth"
 )
 
 // config is everything the server reads from its flags and environment.
@@ -30,6 +33,10 @@ type config struct {
 	// TrustedOrigins (NEXUS_TRUSTED_ORIGINS, comma-separated) may send cookie-authenticated
 	// state-changing requests from another origin (see crossOrigin).
 	TrustedOrigins []string
+
+	// TrustedProxies (NEXUS_TRUSTED_PROXIES: comma-separated IPs and CIDR prefixes) are the
+	// reverse proxies whose X-Forwarded-For names the client (see auth.TrustProxies).
+	TrustedProxies []netip.Prefix
 
 	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 
@@ -71,6 +78,11 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}
+	proxies, err := auth.ParseTrustedProxies(getenv("NEXUS_TRUSTED_PROXIES"))
+	if err != nil {
+		return config{}, fmt.Errorf("NEXUS_TRUSTED_PROXIES: %w", err)
+	}
+	cfg.TrustedProxies = proxies
 	if err := parsePublicURL(&cfg, getenv); err != nil {
 		return config{}, err
 	}
