@@ -82,8 +82,8 @@ func WithMaxTokens(n int) LeaseOption { return func(l *LeasedLimiter) { l.maxTok
 // decisions and stays exact: it takes tokens from a TokenStore in blocks (GCRA.Take) and
 // serves them from memory while they are valid (they never outlive their window, so
 // requests served from leases on any number of instances form a sequence GCRA allows:
-// never more than the limit). Blocks start at one token taken without a hold (a plain
-// GCRA step) and double while requests for the subject come faster than one per hold. A refusal is remembered until the store's RetryAfter
+// never more than the limit). Blocks double while the subject's takes come less than a
+// hold apart (see Allow for where they start). A refusal is remembered until the store's RetryAfter
 // (the store's TAT only grows, so it would refuse too). Tokens that expire unused are
 // lost capacity, never extra: a subject spread over instances may be refused a little
 // early, never let through.
@@ -162,13 +162,21 @@ func (l *LeasedLimiter) Allow(ctx context.Context, key string, limit Limit) (Dec
 				return Decision{}, fmt.Errorf("apikey: leased limiter: %w", ctx.Err())
 			}
 		}
-		// Blocks grow while requests come faster than one per hold, and fall back to one
-		// token otherwise. A single token is taken without a hold: exactly a Step, so a
-		// quiet subject loses nothing of its burst to leasing.
-		if !st.lastAt.IsZero() && now.Sub(st.lastAt) < l.hold {
+		// Blocks double while takes come less than a hold apart, stay while they come
+		// less than four holds apart, and start over otherwise. A limit of fewer than
+		// 100 a period starts at one token taken without a hold (exactly a Step, so
+		// leasing costs its burst nothing until requests come fast); a larger one starts
+		// at two, held, which trims a full burst by hold/Period at most (under 2% with
+		// the defaults).
+		initial := 1
+		if limit.Count >= 100 {
+			initial = 2
+		}
+		switch gap := now.Sub(st.lastAt); {
+		case st.lastAt.IsZero() || gap >= 4*l.hold:
+			st.block = initial
+		case gap < l.hold:
 			st.block = min(2*st.block, l.maxTokens)
-		} else {
-			st.block = 1
 		}
 		want := max(1, min(st.block, l.maxTokens, limit.Count/10))
 		hold := l.hold

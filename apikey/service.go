@@ -581,44 +581,70 @@ func (s *Service) markUsed(e *entry, now int64) {
 	}
 }
 
-// writeUses is the background writer of last_used_at.
+// writeUses is the background writer of last_used_at. A key is written at most once per
+// UsedInterval however busy it is: a written key stays marked queued until the next tick
+// (so its uses meanwhile do not queue it again), and at that tick it is written again
+// only if it was used since. Without that, more busy keys than UsedBatch would be
+// rewritten back to back, as fast as the store takes them.
 func (s *Service) writeUses() {
 	defer close(s.done)
 	tick := time.NewTicker(s.cfg.UsedInterval)
 	defer tick.Stop()
 	batch := make([]*entry, 0, s.cfg.UsedBatch)
+	var held []heldUse // written since the last tick, still marked queued
 	for {
 		select {
 		case e := <-s.uses:
 			batch = append(batch, e)
 			if len(batch) >= s.cfg.UsedBatch {
-				batch = s.flushUses(context.Background(), batch)
+				batch, held = s.flushUses(context.Background(), batch, held)
 			}
 		case <-tick.C:
 			s.reanchor()
-			batch = s.flushUses(context.Background(), batch)
+			for _, h := range held {
+				if h.e.lastUsed.Load() > h.at {
+					batch = append(batch, h.e) // used since it was written: write it again
+				} else {
+					h.e.queued.Store(false)
+				}
+			}
+			held = held[:0]
+			batch, held = s.flushUses(context.Background(), batch, held)
 		case <-s.stop:
+			for _, h := range held {
+				if h.e.lastUsed.Load() > h.at {
+					batch = append(batch, h.e)
+				}
+			}
 			s.pending = batch // Close writes it, with its ctx
 			return
 		}
 	}
 }
 
-// flushUses writes one batch and returns the emptied slice.
-func (s *Service) flushUses(ctx context.Context, batch []*entry) []*entry {
+// heldUse is a key written with the last-use time at.
+type heldUse struct {
+	e  *entry
+	at int64
+}
+
+// flushUses writes one batch and returns the emptied slice, and held with the batch's
+// keys added (when held is not nil or the batch not empty: Close passes nil and drops it).
+func (s *Service) flushUses(ctx context.Context, batch []*entry, held []heldUse) ([]*entry, []heldUse) {
 	if len(batch) == 0 {
-		return batch
+		return batch, held
 	}
 	uses := make([]Use, len(batch))
 	for i, e := range batch {
-		e.queued.Store(false)
-		uses[i] = Use{ID: e.id, At: time.UnixMicro(e.lastUsed.Load()).UTC()}
+		at := e.lastUsed.Load()
+		uses[i] = Use{ID: e.id, At: time.UnixMicro(at).UTC()}
+		held = append(held, heldUse{e, at})
 	}
 	if err := s.store.MarkUsed(ctx, uses); err != nil {
 		s.log.Warn("apikey: writing last_used_at failed", "keys", len(uses), "err", err)
 		s.flushErr = err
 	}
-	return batch[:0]
+	return batch[:0], held
 }
 
 // Close stops the background writer and writes the last_used_at times it holds. It
@@ -645,7 +671,7 @@ func (s *Service) Close(ctx context.Context) error {
 			break
 		}
 		s.flushErr = nil
-		s.flushUses(ctx, batch)
+		s.flushUses(ctx, batch, nil)
 		err = s.flushErr
 		if err != nil {
 			err = fmt.Errorf("apikey: close: %w", err)

@@ -542,3 +542,40 @@ func TestCloseHonoursContext(t *testing.T) {
 	// but Close must return.
 	_ = s.Close(ctx)
 }
+
+// More busy keys than a batch holds: each is written once per interval, not rewritten
+// back to back as soon as a full batch has gone out.
+func TestBusyKeysAreWrittenOncePerInterval(t *testing.T) {
+	s, store, clock := newService(t, apikey.Config{UsedBatch: 10})
+	var plains []string
+	for range 30 {
+		_, p := create(t, s, apikey.CreateParams{})
+		plains = append(plains, p)
+	}
+	written := func() int {
+		n := 0
+		for _, b := range store.batches() {
+			n += len(b)
+		}
+		return n
+	}
+	for round := range 5 {
+		for _, p := range plains {
+			if _, err := s.Verify(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock.Advance(2 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
+		for round == 0 && written() < 30 { // three full batches go out at once
+			if time.Now().After(deadline) {
+				t.Fatalf("the first uses were not written: %d", written())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // let the writer take what was queued
+	}
+	if n := written(); n != 30 {
+		t.Fatalf("30 busy keys within one interval were written %d times", n)
+	}
+}

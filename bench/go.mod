@@ -7,6 +7,7 @@ replace github.com/nexus-ecosystem/nexus => ../
 require (
 	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/google/uuid v1.6.0
+	github.com/lib/pq v1.12.3
 	github.com/nexus-ecosystem/nexus v0.0.0
 	github.com/oklog/ulid/v2 v2.1.1
 	github.com/redis/go-redis/v9 v9.12.1
@@ -24,7 +25,6 @@ require (
 	github.com/gofrs/uuid/v5 v5.2.0 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/jmoiron/sqlx v1.4.0 // indirect
-	github.com/lib/pq v1.12.3 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/stripe/stripe-go/v76 v76.25.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.6 // indirect

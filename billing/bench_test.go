@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"testing"
 
 	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/storage/postgres"
+	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
 )
 
 // BenchmarkQuotaFor is the per-request cost the usage quota middleware pays (memory store).
@@ -46,6 +49,33 @@ func BenchmarkWebhookDuplicate(b *testing.B) {
 		if w.status != 200 {
 			b.Fatal(w.status)
 		}
+	}
+}
+
+// BenchmarkTermsCachePostgres is QuotaFor on a Postgres store, uncached (one round trip
+// per call) and through a warm TermsCache, for 100 users.
+func BenchmarkTermsCachePostgres(b *testing.B) {
+	if os.Getenv("NEXUS_TEST_POSTGRES") == "" {
+		b.Skip("NEXUS_TEST_POSTGRES is not set")
+	}
+	e := newEnvWith(b, postgres.NewBillingStore(pgtest.New(b)), false)
+	users := make([]ecoid.ID, 100)
+	for i := range users {
+		users[i] = e.user(b)
+	}
+	c := billing.NewTermsCache(e.svc.PlanTerms, billing.TermsCacheConfig{})
+	ctx := context.Background()
+	for name, quota := range map[string]func(context.Context, ecoid.ID) (int64, bool, error){
+		"cached": c.QuotaFor, "store": e.svc.QuotaFor,
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := quota(ctx, users[i%len(users)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -193,3 +193,40 @@ func TestStalledStoreIs503(t *testing.T) {
 		t.Fatalf("Verify past its budget: %v", err)
 	}
 }
+
+// The default admission refunds an undelivered answer too.
+func TestLimitsUndeliveredAnswerCostsNoQuota(t *testing.T) {
+	entered := make(chan struct{})
+	keys := apikey.NewService(memory.NewKeyStore(), apikey.Config{})
+	defer keys.Close(context.Background())
+	store := memory.NewUsageStore()
+	owner := ecoid.New(ecoid.User)
+	_, plain, _ := keys.Create(context.Background(), apikey.CreateParams{Owner: owner, Name: "t", Scopes: []string{"read"}})
+	plans := func(context.Context, ecoid.ID) (int64, bool, error) { return 10, true, nil }
+	h := guard.New(guard.Config{Keys: keys, Admission: guard.NewLimits(memory.NewLimiter(), store, plans)})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-r.Context().Done()
+			w.WriteHeader(http.StatusOK)
+		}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	req.Header.Set("Authorization", "ApiKey "+plain)
+	go func() { <-entered; cancel() }()
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("the request was answered")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, _ := store.PeriodCalls(context.Background(), owner, time.Now())
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an answer the client never received still costs %d calls", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -62,11 +62,8 @@ type ProviderConfig struct {
 	Store Store
 	// Cookies names the Nexus session cookies the sign-in page sets and reads.
 	Cookies auth.CookieConfig
-	// UserInfo describes a user; default: from Auth.UserByID with email_verified false.
+	// UserInfo describes a user; default: from Auth.UserByID.
 	UserInfo func(ctx context.Context, user ecoid.ID) (UserInfo, error)
-	// Login runs the sign-in page's credential check; default Auth.Login. A server with
-	// second factors passes a function that finishes them (see SignInResult).
-	Login func(ctx context.Context, c auth.Client, form url.Values) (SignInResult, error)
 	// CodeTTL, AccessTTL and IDTokenTTL default to DefaultCodeTTL, DefaultAccessTTL and
 	// DefaultIDTokenTTL.
 	CodeTTL, AccessTTL, IDTokenTTL time.Duration
@@ -74,15 +71,6 @@ type ProviderConfig struct {
 	Now func() time.Time
 	// Logger receives operational errors; default: discard. Secrets are never logged.
 	Logger *slog.Logger
-}
-
-// SignInResult is what a sign-in attempt on the built-in page produced: a signed-in user
-// with a new session, or a further step (a second factor) the page must ask for.
-type SignInResult struct {
-	Result auth.Result
-	// NextStep, when not empty, names the hidden field the page must carry to the next
-	// form ("mfa_token") with its value in NextValue; Result is then empty.
-	NextStep, NextValue string
 }
 
 // Provider is an OpenID Connect provider for the ecosystem's projects: discovery, JWKS,
@@ -94,7 +82,6 @@ type Provider struct {
 	log      *slog.Logger
 	now      func() time.Time
 	userInfo func(ctx context.Context, user ecoid.ID) (UserInfo, error)
-	login    func(ctx context.Context, c auth.Client, form url.Values) (SignInResult, error)
 }
 
 // NewProvider checks cfg and returns a Provider. It returns ErrNeedEdDSA when the Auth
@@ -117,7 +104,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	if is.IssuerName() != cfg.Issuer {
 		return nil, fmt.Errorf("sso: issuer %q differs from the token issuer's iss %q", cfg.Issuer, is.IssuerName())
 	}
-	p := &Provider{cfg: cfg, issuer: is, log: cfg.Logger, now: cfg.Now, userInfo: cfg.UserInfo, login: cfg.Login}
+	p := &Provider{cfg: cfg, issuer: is, log: cfg.Logger, now: cfg.Now, userInfo: cfg.UserInfo}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -139,13 +126,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 			if err != nil {
 				return UserInfo{}, err
 			}
-			return UserInfo{Subject: u.ID, Email: u.Email, Name: u.FullName}, nil
-		}
-	}
-	if p.login == nil {
-		p.login = func(ctx context.Context, c auth.Client, form url.Values) (SignInResult, error) {
-			res, err := cfg.Auth.Login(ctx, c, form.Get("email"), form.Get("password"))
-			return SignInResult{Result: res}, err
+			return UserInfo{Subject: u.ID, Email: u.Email, EmailVerified: u.EmailVerified, Name: u.FullName}, nil
 		}
 	}
 	return p, nil
@@ -351,25 +332,45 @@ func (p *Provider) signIn(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, &pageError{http.StatusForbidden, "The form expired or came from another site; go back and try again."})
 		return
 	}
-	res, err := p.login(r.Context(), auth.ClientFromRequest(r), r.PostForm)
-	var throttled *auth.ThrottledError
+	res, err := p.checkCredentials(r.Context(), auth.ClientFromRequest(r), r.PostForm)
+	var (
+		throttled *auth.ThrottledError
+		second    *auth.MFARequiredError
+	)
 	switch {
+	case errors.As(err, &second):
+		p.renderSignIn(w, r, ar, "", second.Token, http.StatusOK)
+		return
 	case errors.As(err, &throttled):
 		w.Header().Set("Retry-After", fmt.Sprint(auth.RetryAfterSeconds(throttled.RetryAfter)))
 		p.renderSignIn(w, r, ar, "Too many attempts. Wait a while and try again.", "", http.StatusTooManyRequests)
 		return
-	case err != nil && res.NextStep == "":
-		if !errors.Is(err, auth.ErrInvalidCredentials) && !errors.Is(err, auth.ErrInvalidToken) {
+	case errors.Is(err, auth.ErrInvalidCode):
+		// The mfa_token stays valid until its own failure limit, so the user may retry.
+		p.renderSignIn(w, r, ar, "Wrong code. Try again.", r.PostForm.Get("mfa_token"), http.StatusUnauthorized)
+		return
+	case err != nil:
+		if !errors.Is(err, auth.ErrInvalidCredentials) && !errors.Is(err, auth.ErrInvalidMFAToken) {
 			p.log.Error("sso: sign-in", "err", err)
 		}
-		p.renderSignIn(w, r, ar, "Wrong email, password or code.", r.PostForm.Get("mfa_token"), http.StatusUnauthorized)
-		return
-	case res.NextStep != "":
-		p.renderSignIn(w, r, ar, "", res.NextValue, http.StatusOK)
+		p.renderSignIn(w, r, ar, "Wrong email, password or code.", "", http.StatusUnauthorized)
 		return
 	}
-	auth.SetTokenCookies(w, res.Result.Tokens, p.cfg.Cookies)
-	p.issueCode(w, r, ar, res.Result.User.ID, p.now())
+	auth.SetTokenCookies(w, res.Tokens, p.cfg.Cookies)
+	p.issueCode(w, r, ar, res.User.ID, p.now())
+}
+
+// checkCredentials runs one step of the sign-in form: email and password, or, after
+// Login answered *auth.MFARequiredError, the mfa_token with a TOTP code or a recovery
+// code (the same second factor and limits as POST /api/auth/mfa/verify).
+func (p *Provider) checkCredentials(ctx context.Context, c auth.Client, form url.Values) (auth.Result, error) {
+	if tok := form.Get("mfa_token"); tok != "" {
+		if rc := form.Get("recovery_code"); rc != "" {
+			return p.cfg.Auth.VerifyMFARecovery(ctx, c, tok, rc)
+		}
+		return p.cfg.Auth.VerifyMFA(ctx, c, tok, form.Get("code"))
+	}
+	return p.cfg.Auth.Login(ctx, c, form.Get("email"), form.Get("password"))
 }
 
 // issueCode checks the user's grant on the project and redirects with a new code.

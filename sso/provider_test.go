@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/auth/totp"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/sso"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
@@ -49,7 +50,8 @@ func newIDP(t *testing.T) *idp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := auth.NewService(auth.Config{Store: memory.NewAuthStore(), Issuer: is, BcryptCost: 4})
+	mfaKey := make([]byte, auth.MFAKeySize)
+	svc, err := auth.NewService(auth.Config{Store: memory.NewAuthStore(), Issuer: is, BcryptCost: 4, MFA: auth.MFAConfig{Key: mfaKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,3 +458,66 @@ func jwtPayload(t *testing.T, tok string) map[string]any {
 }
 
 func timeNow() time.Time { return time.Now() }
+
+var mfaTokenRE = regexp.MustCompile(`name="mfa_token" value="([^"]+)"`)
+
+// TestSignInPageAsksForTheSecondFactor: with TOTP on, the password alone yields the code
+// form (no cookie, no code for the client); a wrong code keeps the form; the right code
+// finishes the flow.
+func TestSignInPageAsksForTheSecondFactor(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	enr, err := d.auth.EnrollTOTP(ctx, auth.Client{}, d.user.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := totp.DecodeSecret(enr.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params totp.Params
+	step := params.Step(time.Now())
+	if _, err := d.auth.ConfirmTOTP(ctx, auth.Client{}, d.user.ID, params.Code(secret, step)); err != nil {
+		t.Fatal(err)
+	}
+	pk := newPKCE()
+	c := browser(t)
+	resp := d.signIn(t, c, d.authorizeURL(pk, nil), "ann@example.com", testPassword)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := mfaTokenRE.FindStringSubmatch(string(body))
+	if resp.StatusCode != http.StatusOK || m == nil || resp.Header.Get("Location") != "" || strings.Contains(resp.Header.Get("Set-Cookie"), "nexus_access") {
+		t.Fatalf("password of a TOTP user: %d, want the code form without a session", resp.StatusCode)
+	}
+	// post submits the code form of the page last shown (each page carries a fresh CSRF
+	// token, as a browser would submit it).
+	post := func(code string) *http.Response {
+		form := url.Values{"mfa_token": {htmlUnescape(m[1])}, "code": {code}}
+		for _, h := range hiddenRE.FindAllStringSubmatch(string(body), -1) {
+			if h[1] != "mfa_token" {
+				form.Set(h[1], htmlUnescape(h[2]))
+			}
+		}
+		req, _ := http.NewRequest(http.MethodPost, d.srv.URL+"/oauth/authorize", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		r, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	bad := post("000000")
+	body, _ = io.ReadAll(bad.Body)
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusUnauthorized || bad.Header.Get("Location") != "" {
+		t.Fatalf("wrong code: %d", bad.StatusCode)
+	}
+	// The code of the next step (inside the ±1 skew); the one used at confirm is spent.
+	good := post(params.Code(secret, step+1))
+	good.Body.Close()
+	code := d.codeFrom(t, good)
+	if status, tok := d.exchange(t, d.codeGrant(code, pk), true); status != http.StatusOK || tok["id_token"] == nil {
+		t.Fatalf("exchange after the second factor: %d %v", status, tok)
+	}
+}

@@ -31,7 +31,7 @@ func ExampleTracker() {
 		fmt.Println(d.Date.Format(time.DateOnly), d.Calls, d.Errors)
 	}
 	// Output:
-	// {Accepted:3 Flushed:3 Retried:0 Dropped:0 Rejected:0 Pending:0}
+	// {Accepted:3 Flushed:3 Retried:0 Dropped:0 Rejected:0 Pending:0 Probes:0}
 	// 2026-03-09 0 0
 	// 2026-03-10 3 1
 }

@@ -28,6 +28,22 @@ type BlockCounter interface {
 	ReturnCalls(ctx context.Context, user ecoid.ID, period time.Time, n int64) error
 }
 
+// PendingCalls is one user's calls of one period counted in memory and not yet written.
+type PendingCalls struct {
+	User   ecoid.ID
+	Period time.Time // a PeriodStart value
+	Calls  int64     // at least 1
+}
+
+// CallBatcher is a BlockCounter that can also add many users' calls in one step: a
+// LeasedCounter then writes all its calls without a hard cap in one round trip per
+// FlushInterval instead of one per user. storage/postgres implements it.
+type CallBatcher interface {
+	// AddCalls adds each entry's calls to its user's count for its period, without a
+	// cap, all or none.
+	AddCalls(ctx context.Context, batch []PendingCalls) error
+}
+
 // LeaseConfig tunes a LeasedCounter. The zero value of every field means its default.
 type LeaseConfig struct {
 	// Now is the clock that expires leases (default time.Now).
@@ -384,6 +400,9 @@ func (c *LeasedCounter) background() {
 func (c *LeasedCounter) sweep() {
 	ctx, cancel := context.WithTimeout(context.Background(), max(10*c.cfg.FlushInterval, time.Second))
 	defer cancel()
+	if b, ok := c.store.(CallBatcher); ok {
+		c.flushBatch(ctx, b)
+	}
 	c.pending.Range(func(key, v any) bool {
 		k, p := key.(periodKey), v.(*pendingCalls)
 		if p.n.Load() == 0 {
@@ -414,6 +433,34 @@ func (c *LeasedCounter) sweep() {
 		}
 		return true
 	})
+}
+
+// flushBatch writes every pending call in one AddCalls; on failure the calls are counted
+// again and the per-user flush of the same sweep retries them.
+func (c *LeasedCounter) flushBatch(ctx context.Context, b CallBatcher) {
+	var batch []PendingCalls
+	var from []*pendingCalls
+	c.pending.Range(func(key, v any) bool {
+		k, p := key.(periodKey), v.(*pendingCalls)
+		if n := p.n.Swap(0); n > 0 {
+			batch = append(batch, PendingCalls{User: k.user, Period: k.period, Calls: n})
+			from = append(from, p)
+		}
+		return true
+	})
+	if len(batch) == 0 {
+		return
+	}
+	if err := b.AddCalls(ctx, batch); err != nil {
+		c.cfg.Logger.Warn("usage: writing counted calls failed; retrying", "users", len(batch), "err", err)
+		for i, p := range from {
+			p.n.Add(batch[i].Calls)
+		}
+		return
+	}
+	for i, p := range from {
+		p.count.Add(batch[i].Calls) // this instance's view; the store's count is not read back
+	}
 }
 
 // Close stops the background goroutine, then writes every pending call and returns every

@@ -55,6 +55,9 @@ func NewQuota(counter Counter, limit LimitFunc, cfg QuotaConfig) *Quota {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if _, ok := counter.(*ReleaseRetrier); !ok { // a failed release is retried, never leaked
+		counter = RetryReleases(counter, ReleaseRetryConfig{Logger: cfg.Logger})
+	}
 	q := &Quota{counter: counter, limit: limit, cfg: cfg}
 	if q.cfg.OnExceeded == nil {
 		q.cfg.OnExceeded = q.exceeded
@@ -100,7 +103,8 @@ func (q *Quota) Reserve(ctx context.Context, user ecoid.ID) (Reservation, error)
 
 // Release gives back a call that Reserve allowed, for a request refused later (by a rate
 // limit, say), so that a refused request costs no quota. A refused reservation is a
-// no-op.
+// no-op. When the counter fails, the release is retried in the background until it
+// answers (see ReleaseRetrier), so it is never leaked.
 func (q *Quota) Release(ctx context.Context, res Reservation) error {
 	if !res.Allowed {
 		return nil

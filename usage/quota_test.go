@@ -159,9 +159,16 @@ func TestQuotaFailuresAnswer503(t *testing.T) {
 			t.Fatalf("%s failure: Current returned no error", name)
 		}
 	}
-	q := usage.NewQuota(failingCounter{}, fixedLimit(10, true), usage.QuotaConfig{})
+	retrier := usage.RetryReleases(failingCounter{}, usage.ReleaseRetryConfig{MaxPending: 1})
+	q := usage.NewQuota(retrier, fixedLimit(10, true), usage.QuotaConfig{})
+	if err := q.Release(context.Background(), usage.Reservation{Allowed: true, User: testUser}); err != nil {
+		t.Fatalf("Release through a failing counter: %v, want it queued for retry", err)
+	}
 	if err := q.Release(context.Background(), usage.Reservation{Allowed: true, User: testUser}); err == nil {
-		t.Fatal("Release through a failing counter returned no error")
+		t.Fatal("Release beyond a full retry queue returned no error")
+	}
+	if st := retrier.Stats(); st.Pending != 1 || st.Lost != 1 {
+		t.Fatalf("retrier stats %+v", st)
 	}
 	if err := q.Release(context.Background(), usage.Reservation{}); err != nil {
 		t.Fatalf("Release of a refused reservation: %v", err)

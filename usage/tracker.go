@@ -36,10 +36,28 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// WriteTimeout bounds each WriteBatch call; a timeout is retried. Default 30s.
 	WriteTimeout time.Duration
+	// ProbeInterval is how often, while a batch waits out its backoff, the tracker asks a
+	// Writer that is also a Pinger whether the store answers again; as soon as it does,
+	// the wait is cut short and the batch is sent at once, so a recovered store gets the
+	// backlog within about ProbeInterval instead of up to MaxBackoff later. One Ping per
+	// interval at most, each bounded by ProbeInterval (at least 1 s). Default 250ms.
+	ProbeInterval time.Duration
 	// IsRetriable decides which store errors are transient. Default: IsRetriable.
 	IsRetriable func(error) bool
-	// Logger receives retries (Warn) and rejected records (Error). Default: discard.
+	// OnDrop, when set, is called by Track for every record it refuses (the buffer is
+	// full or the tracker is closed), in the caller's goroutine: it must be cheap and
+	// must not block (increment a metric). Stats().Dropped counts the same records.
+	OnDrop func(r *Record)
+	// DropLogInterval is the least time between two log lines about dropped records:
+	// the first drop is logged at once (Error), later ones are summed into the next line.
+	// Default 10s.
+	DropLogInterval time.Duration
+	// Logger receives retries (Warn), drops and rejected records (Error). Default:
+	// discard.
 	Logger *slog.Logger
+	// After, when set, replaces time.After for the backoff waits and probes (for tests
+	// with a fake clock).
+	After func(d time.Duration) <-chan time.Time
 	// Now stamps records tracked with a zero Time. Default: time.Now.
 	Now func() time.Time
 }
@@ -75,6 +93,12 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
 	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 250 * time.Millisecond
+	}
+	if c.DropLogInterval <= 0 {
+		c.DropLogInterval = 10 * time.Second
+	}
 	if c.IsRetriable == nil {
 		c.IsRetriable = IsRetriable
 	}
@@ -88,7 +112,8 @@ func (c Config) withDefaults() Config {
 }
 
 // Stats counts what a Tracker did with the records it was given. Accepted always equals
-// Flushed + Rejected + Pending.
+// Flushed + Rejected + Pending. The counters only grow (Pending aside), so a metrics
+// system can export them as counters (and Pending as a gauge).
 type Stats struct {
 	Accepted uint64 // records Track took into the buffer
 	Flushed  uint64 // records the store acknowledged
@@ -96,6 +121,13 @@ type Stats struct {
 	Dropped  uint64 // records Track refused: the buffer was full, or the tracker closed
 	Rejected uint64 // records the store refused for their content (each found by splitting its batch)
 	Pending  uint64 // accepted records neither stored nor rejected yet
+	Probes   uint64 // Pings sent while waiting out a backoff
+}
+
+// Pinger is a Writer that can tell cheaply whether its store answers (a database ping).
+// The Tracker uses it to end a backoff as soon as the store is back.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // ErrClosed is returned by Flush on a closed Tracker.
@@ -125,6 +157,11 @@ type Tracker struct {
 	flushed  atomic.Uint64
 	retried  atomic.Uint64
 	rejected atomic.Uint64
+	probes   atomic.Uint64
+
+	// Drop logging: the first drop logs at once, later ones wait for nextDropLog.
+	nextDropLog  atomic.Int64 // Unix nanoseconds
+	droppedSince atomic.Uint64
 
 	wake      chan struct{}      // a full batch is waiting
 	flushReq  chan chan struct{} // Flush asks for everything
@@ -163,7 +200,9 @@ func (t *Tracker) Track(r Record) bool {
 	t.mu.Lock()
 	if t.closed || len(t.cur)+t.held >= t.cfg.BufferSize {
 		t.dropped++
+		closed := t.closed
 		t.mu.Unlock()
+		t.drop(&r, closed)
 		return false
 	}
 	t.cur = append(t.cur, r) // within capacity: no allocation
@@ -179,6 +218,30 @@ func (t *Tracker) Track(r Record) bool {
 	return true
 }
 
+// drop reports a refused record: to OnDrop, and to the log at most once per
+// DropLogInterval (the first drop at once).
+func (t *Tracker) drop(r *Record, closed bool) {
+	if t.cfg.OnDrop != nil {
+		t.cfg.OnDrop(r)
+	}
+	n := t.droppedSince.Add(1)
+	next := t.nextDropLog.Load()
+	now := time.Now().UnixNano()
+	if now < next || !t.nextDropLog.CompareAndSwap(next, now+int64(t.cfg.DropLogInterval)) {
+		return
+	}
+	n = t.droppedSince.Swap(0)
+	why := "the buffer is full (the store is slow or down)"
+	if closed {
+		why = "the tracker is closed"
+	}
+	t.mu.Lock()
+	total, pending := t.dropped, len(t.cur)+t.held
+	t.mu.Unlock()
+	t.cfg.Logger.Error("usage: dropping records: "+why, "dropped", n, "dropped_total", total,
+		"pending", pending, "buffer", t.cfg.BufferSize)
+}
+
 // Stats returns the tracker's counters.
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
@@ -192,6 +255,7 @@ func (t *Tracker) Stats() Stats {
 		Dropped:  dropped,
 		Rejected: rejected,
 		Pending:  accepted - flushed - rejected,
+		Probes:   t.probes.Load(),
 	}
 }
 
@@ -362,10 +426,15 @@ func (t *Tracker) write(batch []Record) (aborted bool) {
 			t.retried.Add(1)
 			wait := backoff/2 + rand.N(backoff/2+1)
 			t.cfg.Logger.Warn("usage: store failed; retrying", "records", len(batch), "wait", wait, "err", err)
-			if !t.sleep(wait) {
+			back, ok := t.wait(wait)
+			if !ok {
 				return true
 			}
-			backoff = min(backoff*2, t.cfg.MaxBackoff)
+			if back {
+				backoff = t.cfg.MinBackoff
+			} else {
+				backoff = min(backoff*2, t.cfg.MaxBackoff)
+			}
 		case len(batch) == 1:
 			t.rejected.Add(1)
 			t.cfg.Logger.Error("usage: store refused a record; dropping it", "id", batch[0].ID, "err", err)
@@ -380,8 +449,43 @@ func (t *Tracker) write(batch []Record) (aborted bool) {
 	}
 }
 
+// wait waits out a backoff of d. When the Writer is a Pinger it pings the store every
+// ProbeInterval meanwhile and returns early, with back true, once a ping succeeds. ok is
+// false when Close's ctx ended first.
+func (t *Tracker) wait(d time.Duration) (back, ok bool) {
+	p, probing := t.w.(Pinger)
+	for d > 0 {
+		step := d
+		if probing {
+			step = min(d, t.cfg.ProbeInterval)
+		}
+		if !t.sleep(step) {
+			return false, false
+		}
+		d -= step
+		if probing && d > 0 {
+			t.probes.Add(1)
+			ctx, cancel := context.WithTimeout(t.runCtx, max(t.cfg.ProbeInterval, time.Second))
+			err := p.Ping(ctx)
+			cancel()
+			if err == nil {
+				return true, true
+			}
+		}
+	}
+	return false, true
+}
+
 // sleep waits for d and reports false when Close's ctx ended first.
 func (t *Tracker) sleep(d time.Duration) bool {
+	if t.cfg.After != nil {
+		select {
+		case <-t.cfg.After(d):
+			return true
+		case <-t.runCtx.Done():
+			return false
+		}
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
+	"text/tabwriter"
 
 	"github.com/nexus-ecosystem/nexus/auth"
 )
@@ -40,23 +42,78 @@ type config struct {
 
 	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 
+	// Mail (see account.go): at most one of MailDir and SMTPURL; neither means no mail.
+	MailDir  string // -mail-dir or NEXUS_MAIL_DIR: one .eml file per message
+	SMTPURL  string // NEXUS_SMTP_URL: smtp://user:pass@host:port
+	MailFrom string // NEXUS_MAIL_FROM: sender; default mail.DefaultFrom
+
 	// EventsChannel (NEXUS_EVENTS_CHANNEL) is the LISTEN/NOTIFY or pub/sub channel that
 	// tells every instance what one changed; empty: the adapter's default.
 	EventsChannel string
 }
 
-// parseConfig reads flags, falling back to environment variables (DATABASE_URL for
-// -postgres; the rest are variables only). A flag wins over its variable.
-func parseConfig(args []string, getenv func(string) string) (config, error) {
-	var cfg config
+// envVar documents one environment variable for -h.
+type envVar struct{ name, def, usage string }
+
+// envVars is every environment variable the server reads, printed by -h (a test checks
+// that every getenv of the package is listed). Add a row with each new variable.
+var envVars = []envVar{
+	{"DATABASE_URL", "in-memory stores", "PostgreSQL DSN, when -postgres is not given"},
+	{"NEXUS_JWT_SECRET", "random per process (tokens die at restart)", "HS256 signing secret, at least 32 bytes"},
+	{"NEXUS_JWT_ED25519_KEY", "HS256", "EdDSA instead: base64 of a 32-byte Ed25519 seed or 64-byte private key"},
+	{"NEXUS_JWT_KID", "", "the kid of NEXUS_JWT_ED25519_KEY (required with it)"},
+	{"NEXUS_JWT_OLD_KEYS", "none", "rotated-out keys still accepted: kid=base64 public key, comma-separated"},
+	{"NEXUS_ADMINS", "nobody", "comma-separated emails allowed on /api/admin/*"},
+	{"NEXUS_INSECURE_COOKIES", "0 (Secure cookies)", "1: token cookies without Secure, for local plain HTTP only"},
+	{"NEXUS_BCRYPT_COST", "10", "bcrypt cost of new password hashes, 4..31"},
+	{"NEXUS_PUBLIC_URL", "http://127.0.0.1:8080", "the server's public base URL: OIDC issuer and base of links in mail"},
+	{"NEXUS_MFA_KEY", "random per process in memory; TOTP off with Postgres", "base64 of 32 random bytes (openssl rand -base64 32): AES-256-GCM key for TOTP secrets"},
+	{"NEXUS_EVENTS_CHANNEL", "the adapter's default", "LISTEN/NOTIFY or pub/sub channel that tells every instance what one changed"},
+	{"NEXUS_TRUSTED_ORIGINS", "none", "comma-separated origins (https://app.example.com) allowed cross-origin cookie requests"},
+	{"NEXUS_TRUSTED_PROXIES", "none (the TCP peer is the client)", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For names the client"},
+	{"STRIPE_SECRET_KEY", "billing off", "Stripe secret key; turns billing on"},
+	{"STRIPE_WEBHOOK_SECRET", "webhooks refused", "signing secret of the webhook endpoint (whsec_...)"},
+	{"STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL, e.g. stripe-mock's http://127.0.0.1:12111"},
+	{"STRIPE_PRICE_PRO", "Pro checkout refused", "Stripe price ID of the Pro plan ($29/month)"},
+	{"STRIPE_PRICE_FREE", "Free stays local", "Stripe price ID of the Free plan ($0)"},
+	{"STRIPE_PRICES", "none", "more price IDs and the plan each bills: price_a=pro,price_b=free (a webhook's plan follows its price)"},
+	{"NEXUS_APP_URL", "http://127.0.0.1:8080", "base of the checkout and portal return URLs"},
+	{"NEXUS_CRON_SECRET", "cron route refuses everyone", "Bearer token of POST /api/cron/process-overage"},
+	{"NEXUS_MAIL_DIR", "no mail", "directory for mail as .eml files (development), when -mail-dir is not given"},
+	{"NEXUS_SMTP_URL", "no mail", "send mail over SMTP: smtp://user:pass@host:port (STARTTLS when offered) or smtps://"},
+	{"NEXUS_MAIL_FROM", "Nexus <no-reply@localhost>", "sender of verification and reset mail"},
+}
+
+// errHelp is returned by parseConfig after -h or -help printed the usage.
+var errHelp = flag.ErrHelp
+
+// flags defines the server's flags over cfg. Their defaults must not come from the
+// environment, so that -h never prints a DSN's password.
+func flags(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
-	fs.StringVar(&cfg.PostgresDSN, "postgres", getenv("DATABASE_URL"), "PostgreSQL DSN (default $DATABASE_URL); empty: in-memory stores")
-	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address host:port for the rate limiter")
+	fs.StringVar(&cfg.PostgresDSN, "postgres", "", "PostgreSQL DSN; migrates on start (default $DATABASE_URL, else in-memory stores)")
+	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address host:port for the rate limiter (default: the PostgreSQL limiter with -postgres, else in process)")
 	fs.IntVar(&cfg.PostgresMaxConns, "postgres-max-conns", 20, "most open PostgreSQL connections")
+	fs.StringVar(&cfg.MailDir, "mail-dir", "", "write mail as .eml files into this directory (default $NEXUS_MAIL_DIR, else no mail unless NEXUS_SMTP_URL)")
+	return fs
+}
+
+// parseConfig reads flags, falling back to environment variables (DATABASE_URL for
+// -postgres; the rest are variables only). A flag wins over its variable. -h or -help
+// returns errHelp (run prints the usage).
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	var cfg config
+	fs := flags(&cfg)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, errHelp
+		}
 		return config{}, fmt.Errorf("flags: %w", err)
+	}
+	if cfg.PostgresDSN == "" {
+		cfg.PostgresDSN = getenv("DATABASE_URL")
 	}
 	if cfg.PostgresMaxConns < 1 {
 		return config{}, fmt.Errorf("flags: -postgres-max-conns must be at least 1, got %d", cfg.PostgresMaxConns)
@@ -86,5 +143,33 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if err := parsePublicURL(&cfg, getenv); err != nil {
 		return config{}, err
 	}
+	if err := parseMailConfig(&cfg, getenv); err != nil {
+		return config{}, err
+	}
 	return cfg, nil
+}
+
+// printUsage writes -h's text: what the server is, every flag and every environment
+// variable with its default.
+func printUsage(w io.Writer) {
+	fs := flags(&config{})
+	fmt.Fprint(w, `Usage: server [flags]
+
+The Nexus HTTP API: accounts, API keys, usage analytics and billing (README.md lists
+every route). In-memory stores unless -postgres or DATABASE_URL is given.
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprint(w, "\nEnvironment (default in brackets):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, v := range envVars {
+		def := ""
+		if v.def != "" {
+			def = " [" + v.def + "]"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\n", v.name, v.usage, def)
+	}
+	_ = tw.Flush()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -27,8 +28,14 @@ const fanoutBound = 15 * time.Second
 // extra arguments (such as -redis) go to both.
 func pair(t *testing.T, extra ...string) (a, b *testServer, dsn string) {
 	t.Helper()
+	return pairWith(t, authEnv(), extra...)
+}
+
+// pairWith is pair with env (plus the events channel).
+func pairWith(t *testing.T, env map[string]string, extra ...string) (a, b *testServer, dsn string) {
+	t.Helper()
 	dsn = pgDSN(t)
-	env := authEnv("NEXUS_EVENTS_CHANNEL", "nexus_test_"+strings.ToLower(string(ecoid.New(ecoid.Event))[8:]))
+	env["NEXUS_EVENTS_CHANNEL"] = "nexus_test_" + strings.ToLower(string(ecoid.New(ecoid.Event))[8:])
 	args := append([]string{"-postgres", dsn}, extra...)
 	return startServer(t, env, args...), startServer(t, env, args...), dsn
 }
@@ -208,6 +215,32 @@ func TestLockedTableIsAnswered503(t *testing.T) {
 	if s.do("GET", "/api/usage/current", "", bearer(ann.AccessToken), &cur); cur.Calls != 1 {
 		t.Fatalf("the 503s cost quota: %+v", cur)
 	}
+
+	// A key not cached yet, while the key table is locked: its lookup is cut short too.
+	fresh := s.generate(ann.AccessToken, `{"name":"y","scopes":["read"]}`)
+	tx, err = db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`LOCK TABLE eco_api_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if code, e := ping(s.base, fresh.Key); code != 503 {
+		t.Fatalf("ping of an uncached key while the key table is locked: %d %s, want 503", code, e)
+	}
+	_ = tx.Rollback()
+	deadline := time.Now().Add(fanoutBound)
+	for {
+		code, e := ping(s.base, fresh.Key)
+		if code == 200 {
+			break
+		}
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("the fresh key after the lock: %d %s", code, e)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // The database stalls and then drops every connection mid-load (a proxy on loopback does
@@ -268,4 +301,77 @@ func TestStoreOutageMidLoad(t *testing.T) {
 			t.Fatalf("%d answers of status %d (0: no answer within %v)", n, code, client.Timeout)
 		}
 	}
+}
+
+// Logging out through A ends the session's access token on B too (within a second: B
+// checks the session at most every sessionTTL).
+func TestLogoutEndsTheAccessTokenOnEveryInstance(t *testing.T) {
+	a, b, _ := pair(t)
+	ann := a.register("ann@example.com")
+	if resp := b.do("GET", "/api/keys/list", "", bearer(ann.AccessToken), nil); resp.StatusCode != 200 {
+		t.Fatalf("the token on B: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	if resp := a.do("POST", "/api/auth/logout", "", bearer(ann.AccessToken), nil); resp.StatusCode != 204 {
+		t.Fatalf("logout on A: %d", resp.StatusCode)
+	}
+	for {
+		resp := b.do("GET", "/api/keys/list", "", bearer(ann.AccessToken), nil)
+		if resp.StatusCode == 401 {
+			break
+		}
+		if resp.StatusCode != 200 || time.Since(start) > fanoutBound {
+			t.Fatalf("the token of a logged-out session on B: %d after %v", resp.StatusCode, time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("logged out through A, the access token refused by B after %v", time.Since(start))
+}
+
+// A Free user at its cap is upgraded by a webhook that reaches instance A: instance B,
+// which cached the Free terms, serves the user's calls again within the fan-out's lag.
+func TestPlanChangeReachesEveryInstance(t *testing.T) {
+	a, b, _ := pairWith(t, billingEnv(t))
+	ann := a.register("ann@example.com")
+	k := a.generate(ann.AccessToken, `{"name":"x","scopes":["read"],"rate_limit_per_minute":1000000}`)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if code, _ := ping([]string{a.base, b.base}[i%2], k.Key); code != 200 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(1500 * time.Millisecond) // idle leases go back
+	for {
+		code, e := ping(b.base, k.Key)
+		if code == 429 && e == "quota_exceeded" {
+			break
+		}
+		if code != 200 {
+			t.Fatalf("ping on B: %d %s", code, e)
+		}
+	}
+	start := time.Now()
+	uid := ann.User.ID
+	if resp := a.stripeEvent("checkout.session.completed", start.Add(-time.Minute), fmt.Sprintf(
+		`{"id":"cs_1","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_srv","subscription":"sub_srv","metadata":{"eco_id":%q,"plan":"pro"}}`, uid, uid)); resp.StatusCode != 200 {
+		t.Fatalf("webhook on A: %d", resp.StatusCode)
+	}
+	for {
+		code, e := ping(b.base, k.Key)
+		if code == 200 {
+			break
+		}
+		if code != 429 || time.Since(start) > fanoutBound {
+			t.Fatalf("B after the upgrade: %d %s after %v", code, e, time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("upgraded through A's webhook, B served the user again after %v", time.Since(start))
 }

@@ -27,7 +27,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	if errors.Is(err, errHelp) {
+		return // -h printed the usage
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
 	}
@@ -38,8 +42,13 @@ const shutdownTimeout = 15 * time.Second
 
 // run starts the server and blocks until ctx ends, then shuts down gracefully. When ready
 // is not nil, it receives the listening address once the server accepts connections.
+// With -h it prints the usage to logOut and returns errHelp.
 func run(ctx context.Context, args []string, getenv func(string) string, logOut io.Writer, ready chan<- string) error {
 	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, errHelp) {
+		printUsage(logOut)
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -65,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "store", s.storeName(), "limiter", s.limiterName, "events", s.busName)
+	log.LogAttrs(ctx, slog.LevelInfo, "listening", append([]slog.Attr{slog.String("addr", ln.Addr().String())}, s.summary()...)...)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -11,11 +11,13 @@ import (
 // its register call here; a server-wide concern (metrics, say) joins the middleware list.
 func (s *services) handler() http.Handler {
 	rt := newRouter()
-	requireUser := auth.RequireUser(s.issuer, s.cookies)
+	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
 	healthHandlers{ping: s.ping, store: s.storeName(), log: s.log}.register(rt)
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
+	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
+		billing: s.billing, requireUser: requireUser, log: s.log}.register(rt)
 	mfaHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies}, requireUser: requireUser, log: s.log}.register(rt)
 	keyHandlers{keys: s.keys, requireUser: requireUser, log: s.log}.register(rt)
 	apiHandlers{protect: s.protect}.register(rt)

@@ -64,11 +64,10 @@ func (s *services) hear(e fanout.Event) {
 	case fanout.KeyChanged:
 		s.keys.Invalidate(ecoid.ID(e.ID))
 	case fanout.PlanChanged:
+		// The quota leases need nothing: a lease taken under another limit is given
+		// back by the first call that sees the new terms.
 		if s.terms != nil {
 			s.terms.Invalidate(ecoid.ID(e.User))
-		}
-		if s.counter != nil {
-			s.counter.Drop(ecoid.ID(e.User))
 		}
 	case fanout.Gap: // events may have been lost: nothing cached may outlive them
 		s.keys.PurgeCache()
@@ -116,11 +115,20 @@ func (s *services) admission() guard.Admission {
 	}
 	limiter := s.limiter
 	if pl, ok := s.limiter.(*postgres.Limiter); ok {
-		s.leased = apikey.NewLeasedLimiter(pl)
+		s.leased = apikey.NewLeasedLimiter(pl, apikey.WithHold(leaseHold))
 		limiter = s.leased
 	}
 	return guard.Budget(guard.NewLeased(limiter, s.counter, s.terms.QuotaFor), guard.DefaultBudget)
 }
+
+// The hot path's lease settings. leaseHold is how long leased rate-limit tokens stay
+// usable: a store round trip per key about every two seconds, for at most 2/60 of a full
+// burst. softFlush is how often calls without a hard cap (Pro, Enterprise) are written: a
+// crash leaves up to that much of them uncounted (never billed).
+const (
+	leaseHold = 2 * time.Second
+	softFlush = 250 * time.Millisecond
+)
 
 // initHotPath builds the terms cache and the quota leases with PostgreSQL (before billing
 // and the guard need them).
@@ -132,7 +140,7 @@ func (s *services) initHotPath() {
 	if !ok {
 		return
 	}
-	s.counter = usage.NewLeasedCounter(store, usage.LeaseConfig{Logger: s.log})
+	s.counter = usage.NewLeasedCounter(store, usage.LeaseConfig{Logger: s.log, FlushInterval: softFlush})
 }
 
 // keysVerifier is the key verifier of the chain: with PostgreSQL, a key that is not

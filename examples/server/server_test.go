@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -35,10 +39,11 @@ func (b *syncBuffer) String() string {
 
 // testServer runs the real server on a free loopback port until the test ends.
 type testServer struct {
-	t    *testing.T
-	base string
-	logs *syncBuffer
-	stop func() error
+	t       *testing.T
+	base    string
+	logs    *syncBuffer
+	stop    func() error
+	mailDir string // NEXUS_MAIL_DIR: a fresh directory unless env names one ("" for no mail)
 }
 
 func startServer(t *testing.T, env map[string]string, args ...string) *testServer {
@@ -47,7 +52,16 @@ func startServer(t *testing.T, env map[string]string, args ...string) *testServe
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	logs := &syncBuffer{}
-	getenv := func(k string) string { return env[k] }
+	mailDir, ok := env["NEXUS_MAIL_DIR"]
+	if !ok {
+		mailDir = t.TempDir()
+	}
+	getenv := func(k string) string {
+		if k == "NEXUS_MAIL_DIR" {
+			return mailDir
+		}
+		return env[k]
+	}
 	go func() {
 		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), getenv, logs, ready)
 	}()
@@ -75,7 +89,7 @@ func startServer(t *testing.T, env map[string]string, args ...string) *testServe
 		return stopErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &testServer{t: t, base: "http://" + addr, logs: logs, stop: stop}
+	return &testServer{t: t, base: "http://" + addr, logs: logs, stop: stop, mailDir: mailDir}
 }
 
 // do sends a request and decodes a JSON answer into out (when not nil).
@@ -188,5 +202,84 @@ func TestOversizedBodyIs413Everywhere(t *testing.T) {
 	}
 	if resp := s.do("PUT", "/api/auth/logout", big, nil, nil); resp.StatusCode != 405 {
 		t.Fatalf("wrong method with a big body: %d", resp.StatusCode)
+	}
+}
+
+func TestHelpPrintsEveryFlagAndVariable(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{arg}, func(string) string { return "postgres://u:hunter2@db/x" }, &out, nil)
+		if !errors.Is(err, errHelp) {
+			t.Fatalf("%s: %v, want errHelp (main exits 0)", arg, err)
+		}
+		help := out.String()
+		for _, name := range []string{"-addr", "-postgres", "-postgres-max-conns", "-redis", `(default "127.0.0.1:8080")`, "(default 20)"} {
+			if !strings.Contains(help, name) {
+				t.Errorf("%s does not mention %s:\n%s", arg, name, help)
+			}
+		}
+		for _, v := range envVars {
+			if !strings.Contains(help, v.name) || !strings.Contains(help, v.def) {
+				t.Errorf("%s does not list %s with its default %q", arg, v.name, v.def)
+			}
+		}
+		if strings.Contains(help, "hunter2") {
+			t.Fatalf("-h printed a value from the environment: %s", help)
+		}
+	}
+}
+
+// TestEveryVariableIsDocumented: each getenv("…") of the server's code has a row in
+// envVars, so -h stays complete as variables are added.
+func TestEveryVariableIsDocumented(t *testing.T) {
+	listed := map[string]bool{}
+	for _, v := range envVars {
+		listed[v.name] = true
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`getenv\("([A-Z0-9_]+)"\)`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			if !listed[m[1]] {
+				t.Errorf("%s reads %s, which envVars (and so -h) does not list", f, m[1])
+			}
+		}
+	}
+}
+
+func TestStartupLogSummarisesConfigWithoutSecrets(t *testing.T) {
+	env := authEnv("NEXUS_ADMINS", "a@example.com,b@example.com", "STRIPE_SECRET_KEY", "sk_test_supersecret",
+		"STRIPE_WEBHOOK_SECRET", "whsec_supersecret", "STRIPE_API_BASE", "http://127.0.0.1:1")
+	s := startServer(t, env)
+	_ = s.stop()
+	var line map[string]any
+	for _, l := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"listening"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := map[string]any{"store": "memory", "limiter": "memory", "billing": true, "stripe_webhooks": true,
+		"jwt_algorithm": "HS256", "jwt_key_from_env": true, "mailer": "dir", "admins": 2.0}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("start-up log %s = %v, want %v (line %v)", k, line[k], v, line)
+		}
+	}
+	for _, secret := range []string{"supersecret", env["NEXUS_JWT_SECRET"], "a@example.com"} {
+		if strings.Contains(s.logs.String(), secret) {
+			t.Fatalf("the log shows %q: %s", secret, s.logs.String())
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -32,10 +33,11 @@ type services struct {
 	log *slog.Logger
 	db  *sql.DB // nil with in-memory stores
 
-	auth    *auth.Service
-	issuer  *auth.Issuer
-	cookies auth.CookieConfig
-	admins  map[string]bool // normalised emails from NEXUS_ADMINS
+	auth      *auth.Service
+	authStore auth.Store // for the session check of requireUser (sessions.go)
+	issuer    *auth.Issuer
+	cookies   auth.CookieConfig
+	admins    map[string]bool // normalised emails from NEXUS_ADMINS
 	// onRegister runs, in order, after each successful registration and before its
 	// tokens are issued (billing creates the free subscription here). An error undoes the
 	// registration and answers 500.
@@ -55,7 +57,8 @@ type services struct {
 	tracker    *usage.Tracker
 	quota      *usage.Quota // the quota's view for /api/usage; guard counts through the same store
 
-	billing *billing.Service // the one source of plans and their terms
+	billing      *billing.Service // the one source of plans and their terms
+	billingStore billing.Store    // for erasure: the billing row's email is scrubbed
 
 	projects *sso.Projects // ecosystem projects registered as OIDC clients
 	provider *sso.Provider // the OIDC provider; nil with HS256
@@ -67,11 +70,13 @@ type services struct {
 	protect func(scopes ...string) func(http.Handler) http.Handler
 
 	csrf func(http.Handler) http.Handler // crossOrigin over cfg.TrustedOrigins
+
+	mailerName string // "none" until a mailer is configured; for the start-up log
 }
 
 // newServices opens the stores the configuration names and builds the services over them.
 func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, error) {
-	s := &services{cfg: cfg, log: log}
+	s := &services{cfg: cfg, log: log, mailerName: "none"}
 	csrf, err := crossOrigin(cfg.TrustedOrigins)
 	if err != nil {
 		return nil, err
@@ -135,6 +140,10 @@ func (s *services) initAuth() error {
 	if s.db != nil {
 		store = postgres.NewAuthStore(s.db)
 	}
+	account, err := s.accountConfig()
+	if err != nil {
+		return err
+	}
 	// The login throttle's counters live where every instance sees them: Redis with
 	// -redis, else PostgreSQL with -postgres, else in process.
 	var throttle auth.ThrottleStore
@@ -146,7 +155,9 @@ func (s *services) initAuth() error {
 		s.pgThrottle = postgres.NewThrottleStore(s.db)
 		throttle, s.throttleName = s.pgThrottle, "postgres"
 	}
+	s.authStore = store
 	svc, err := auth.NewService(auth.Config{
+		Account:    account,
 		Store:      store,
 		Issuer:     issuer,
 		BcryptCost: s.cfg.BcryptCost,
@@ -272,7 +283,7 @@ func (s *services) initBilling() {
 			s.log.Warn("STRIPE_WEBHOOK_SECRET is unset: Stripe webhooks will be refused")
 		}
 	}
-	s.billing = billing.NewService(store, cfg)
+	s.billing, s.billingStore = billing.NewService(store, cfg), store
 	if s.db != nil { // the hot path's plan lookup, kept fresh by planChanged and the bus
 		s.terms = billing.NewTermsCache(s.billing.PlanTerms, billing.TermsCacheConfig{})
 	}
@@ -302,6 +313,33 @@ func (s *services) storeName() string {
 	return "memory"
 }
 
+// summary is the configuration in force, for the start-up log: what runs, never a secret
+// (whether a secret is set at most).
+func (s *services) summary() []slog.Attr {
+	alg := "HS256"
+	if s.cfg.JWTKey != nil {
+		alg = "EdDSA"
+	}
+	attrs := []slog.Attr{
+		slog.String("store", s.storeName()),
+		slog.String("limiter", s.limiterName),
+		slog.String("events", cmp.Or(s.busName, "none")),
+		slog.Bool("billing", s.billing.StripeEnabled()),
+		slog.Bool("stripe_webhooks", s.cfg.Billing.StripeKey != "" && s.cfg.Billing.WebhookSecret != ""),
+		slog.Bool("overage_cron", s.cfg.Billing.CronSecret != ""),
+		slog.String("jwt_algorithm", alg),
+		slog.Bool("jwt_key_from_env", s.cfg.JWTKey != nil || len(s.cfg.JWTSecret) > 0),
+		slog.String("mailer", s.mailerName),
+		slog.Int("admins", len(s.cfg.Admins)),
+		slog.Int("trusted_origins", len(s.cfg.TrustedOrigins)),
+		slog.Bool("insecure_cookies", s.cfg.InsecureCookies),
+	}
+	if s.db != nil {
+		attrs = append(attrs, slog.Int("postgres_max_conns", s.cfg.PostgresMaxConns))
+	}
+	return attrs
+}
+
 // ping reports whether the backing store answers.
 func (s *services) ping(ctx context.Context) error {
 	if s.db == nil {
@@ -313,6 +351,9 @@ func (s *services) ping(ctx context.Context) error {
 // shutdown flushes what the services buffer; it runs after the HTTP server has stopped.
 func (s *services) shutdown(ctx context.Context) error {
 	var errs []error
+	if err := s.auth.Close(ctx); err != nil { // mail still being sent
+		errs = append(errs, err)
+	}
 	if err := s.shutdownKeys(ctx); err != nil {
 		errs = append(errs, err)
 	}

@@ -15,6 +15,7 @@ import (
 var (
 	_ usage.Store      = (*UsageStore)(nil)
 	_ usage.Maintainer = (*UsageStore)(nil)
+	_ usage.Pinger     = (*UsageStore)(nil)
 )
 
 // MaxUsageRows is the most detailed rows a UsageStore keeps. When a write takes it past
@@ -226,6 +227,9 @@ func (s *UsageStore) dropBefore(cutoff int64) {
 	clear(s.log[len(kept):])
 	s.log = kept
 }
+
+// Ping implements usage.Pinger: the store always answers, unless ctx has ended.
+func (s *UsageStore) Ping(ctx context.Context) error { return ctx.Err() }
 
 // AddCall implements usage.Counter.
 func (s *UsageStore) AddCall(_ context.Context, user ecoid.ID, period time.Time, limit int64, hardCap bool) (int64, bool, error) {

@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lib/pq"
+
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
-var _ usage.BlockCounter = (*UsageStore)(nil)
+var (
+	_ usage.BlockCounter = (*UsageStore)(nil)
+	_ usage.CallBatcher  = (*UsageStore)(nil)
+)
 
 // takeCallsSQL moves a block of calls in one statement. The first CTE locks the row and,
 // under READ COMMITTED, reads its newest committed count (a concurrent take is waited for);
@@ -58,6 +63,27 @@ func (s *UsageStore) ReturnCalls(ctx context.Context, user ecoid.ID, period time
 		WHERE user_id = $1 AND period_start = $2::date`, string(user), dateString(usage.PeriodStart(period)), n)
 	if err != nil {
 		return fmt.Errorf("postgres: return calls: %w", err)
+	}
+	return nil
+}
+
+// AddCalls implements usage.CallBatcher in one statement: the entries are unnested and
+// upserted, in a fixed order so that concurrent batches lock rows alike (no deadlock).
+func (s *UsageStore) AddCalls(ctx context.Context, batch []usage.PendingCalls) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	users, periods, calls := make([]string, len(batch)), make([]string, len(batch)), make([]int64, len(batch))
+	for i, b := range batch {
+		users[i], periods[i], calls[i] = string(b.User), dateString(usage.PeriodStart(b.Period)), b.Calls
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO eco_usage_records AS r (user_id, period_start, calls)
+		SELECT u, p::date, sum(n) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(u, p, n)
+		GROUP BY u, p ORDER BY u, p
+		ON CONFLICT (user_id, period_start) DO UPDATE SET calls = r.calls + EXCLUDED.calls, updated_at = now()`,
+		pq.StringArray(users), pq.StringArray(periods), pq.Int64Array(calls))
+	if err != nil {
+		return fmt.Errorf("postgres: add calls: %w", err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 var (
 	_ usage.Store      = (*UsageStore)(nil)
 	_ usage.Maintainer = (*UsageStore)(nil)
+	_ usage.Pinger     = (*UsageStore)(nil)
 )
 
 // UsageStore is the PostgreSQL usage.Store and usage.Maintainer.
@@ -224,6 +225,15 @@ func dateArray(days []string) string {
 		return "{}"
 	}
 	return v.(string)
+}
+
+// Ping implements usage.Pinger: one round trip on a pooled connection (a new one when the
+// pool has none), so the Tracker learns at once that the server is back.
+func (s *UsageStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return classify("usage ping", err)
+	}
+	return nil
 }
 
 func dateString(t time.Time) string { return t.UTC().Format(time.DateOnly) }

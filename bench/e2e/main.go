@@ -1,0 +1,448 @@
+// Command e2e measures the API-key route of examples/server end to end, the way users
+// measure it: wrk drives GET /api/v1/ping over many connections against a bare net/http
+// handler that answers the same JSON, the server on in-memory stores, and the server with
+// PostgreSQL as its only store, one after the other on the same machine, with one hot key
+// of a Pro user and with 1,000 keys (10 each of 100 Pro users). It prints a Markdown table.
+//
+//	go run ./e2e -postgres "$NEXUS_TEST_POSTGRES" -stripe http://127.0.0.1:12111
+//
+// Users are made Pro through stripe-mock and a signed checkout.session.completed webhook,
+// exactly as in production. With -postgres each run gets a schema of its own, dropped at
+// the end. Keys have a rate limit of 1,000,000 a minute; a hot key over 16,667 requests a
+// second is rate limited, and wrk counts those 429s as answers (their share is printed).
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/lib/pq"
+)
+
+const webhookSecret = "whsec_e2e_bench"
+
+func main() {
+	bare := flag.Bool("bare", false, "serve the bare handler on -addr (used by the benchmark itself)")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address of -bare")
+	pg := flag.String("postgres", os.Getenv("NEXUS_TEST_POSTGRES"), "PostgreSQL DSN (key=value); empty: skip Postgres mode")
+	stripeURL := flag.String("stripe", envOr("NEXUS_TEST_STRIPE", "http://127.0.0.1:12111"), "stripe-mock base URL")
+	conns := flag.Int("c", 200, "connections")
+	threads := flag.Int("t", 2, "wrk threads")
+	dur := flag.Duration("d", 8*time.Second, "duration of each measured run (after a 2 s warm-up)")
+	modes := flag.String("modes", "bare,memory,postgres", "what to measure")
+	flag.Parse()
+	if *bare {
+		serveBare(*addr)
+		return
+	}
+	if err := run(*pg, *stripeURL, *conns, *threads, *dur, strings.Split(*modes, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// serveBare is the baseline: the same JSON as /api/v1/ping, nothing else.
+func serveBare(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, `{"msg":"listening","addr":%q}`+"\n", ln.Addr().String())
+	body := []byte(`{"ok":true,"key_id":"eco_api_0000000000000000000000"}` + "\n")
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	}))
+}
+
+type result struct {
+	mode, keys string
+	rps        float64
+	non2xx     int64
+	total      int64
+}
+
+func run(pg, stripeURL string, conns, threads int, dur time.Duration, modes []string) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk not found (apt-get install wrk)")
+	}
+	dir, err := os.MkdirTemp("", "nexus-e2e")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	server := filepath.Join(dir, "server")
+	build := exec.Command("go", "build", "-o", server, "github.com/nexus-ecosystem/nexus/examples/server")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build the server: %w", err)
+	}
+	price, err := stripePrice(stripeURL)
+	if err != nil {
+		return err
+	}
+	var results []result
+	for _, mode := range modes {
+		for _, nkeys := range []int{1, 1000} {
+			r, err := measure(mode, nkeys, server, dir, pg, stripeURL, price, conns, threads, dur)
+			if err != nil {
+				return fmt.Errorf("%s with %d keys: %w", mode, nkeys, err)
+			}
+			if r != nil {
+				results = append(results, *r)
+				fmt.Fprintf(os.Stderr, "%s %s: %.0f req/s (%d of %d not 2xx)\n", r.mode, r.keys, r.rps, r.non2xx, r.total)
+			}
+		}
+	}
+	report(results, conns, dur)
+	return nil
+}
+
+// measure starts one target, prepares its keys, and runs wrk against it.
+func measure(mode string, nkeys int, server, dir, pg, stripeURL, price string, conns, threads int, dur time.Duration) (*result, error) {
+	var cmd *exec.Cmd
+	env := append(os.Environ(), "NEXUS_BCRYPT_COST=4", "NEXUS_JWT_SECRET=e2e-secret-e2e-secret-e2e-secret!!",
+		"STRIPE_SECRET_KEY=sk_test_e2e", "STRIPE_API_BASE="+stripeURL, "STRIPE_WEBHOOK_SECRET="+webhookSecret,
+		"STRIPE_PRICE_PRO="+price, "DATABASE_URL=")
+	switch mode {
+	case "bare":
+		if nkeys != 1 {
+			return nil, nil // keys mean nothing to it
+		}
+		self, _ := os.Executable()
+		cmd = exec.Command(self, "-bare")
+	case "memory":
+		cmd = exec.Command(server, "-addr", "127.0.0.1:0")
+	case "postgres":
+		if pg == "" {
+			return nil, nil
+		}
+		dsn, drop, err := freshSchema(pg)
+		if err != nil {
+			return nil, err
+		}
+		defer drop()
+		cmd = exec.Command(server, "-addr", "127.0.0.1:0", "-postgres", dsn)
+		env = append(env, "NEXUS_EVENTS_CHANNEL=nexus_e2e_"+randHex(6))
+	default:
+		return nil, fmt.Errorf("unknown mode %q", mode)
+	}
+	cmd.Env = env
+	base, stop, err := start(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	keys := []string{"none"}
+	if mode != "bare" {
+		if keys, err = prepare(base, nkeys); err != nil {
+			return nil, err
+		}
+	}
+	script := filepath.Join(dir, "keys.lua")
+	if err := writeScript(script, keys); err != nil {
+		return nil, err
+	}
+	// Warm-up (caches, leases, connections), then the measured run.
+	if _, err := wrk(base, script, conns, threads, 2*time.Second); err != nil {
+		return nil, err
+	}
+	r, err := wrk(base, script, conns, threads, dur)
+	if err != nil {
+		return nil, err
+	}
+	r.mode = mode
+	r.keys = fmt.Sprintf("%d key", nkeys)
+	if nkeys > 1 {
+		r.keys += "s"
+	}
+	return r, nil
+}
+
+// start runs cmd and waits for its "listening" log line.
+func start(cmd *exec.Cmd) (string, func(), error) {
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if !sent && json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				addrCh <- line.Addr
+				sent = true
+			}
+		}
+	}()
+	select {
+	case a := <-addrCh:
+		return "http://" + a, stop, nil
+	case <-time.After(60 * time.Second):
+		stop()
+		return "", nil, errors.New("the target did not start within 60 s")
+	}
+}
+
+// prepare registers 1 or 100 users, makes them Pro, and creates nkeys keys among them.
+func prepare(base string, nkeys int) ([]string, error) {
+	users := 1
+	if nkeys > 1 {
+		users = 100
+	}
+	var keys []string
+	for u := range users {
+		email := fmt.Sprintf("e2e-%d-%s@example.com", u, randHex(4))
+		var reg struct {
+			User        struct{ ID string } `json:"user"`
+			AccessToken string              `json:"access_token"`
+		}
+		if err := post(base+"/api/auth/register", "", `{"email":"`+email+`","password":"Correct-Horse-9","full_name":"E2E"}`, 201, &reg); err != nil {
+			return nil, err
+		}
+		if err := makePro(base, reg.User.ID); err != nil {
+			return nil, err
+		}
+		for range nkeys / users {
+			var k struct{ Key string }
+			if err := post(base+"/api/keys/generate", reg.AccessToken, `{"name":"e2e","scopes":["read"],"rate_limit_per_minute":1000000}`, 201, &k); err != nil {
+				return nil, err
+			}
+			keys = append(keys, k.Key)
+		}
+		var sub struct{ Plan string }
+		if err := get(base+"/api/subscriptions/current", reg.AccessToken, &sub); err != nil || sub.Plan != "pro" {
+			return nil, fmt.Errorf("user is not on Pro after the webhook: %q %v", sub.Plan, err)
+		}
+	}
+	return keys, nil
+}
+
+// makePro sends the signed webhook that Stripe sends after a paid Pro checkout.
+func makePro(base, user string) error {
+	now := time.Now()
+	obj := fmt.Sprintf(`{"id":"cs_%s","object":"checkout.session","payment_status":"paid","client_reference_id":%q,"customer":"cus_%s","subscription":"sub_%s","metadata":{"eco_id":%q,"plan":"pro"}}`,
+		randHex(8), user, randHex(8), randHex(8), user)
+	payload := fmt.Sprintf(`{"id":"evt_%s","object":"event","api_version":"2023-10-16","type":"checkout.session.completed","created":%d,"data":{"object":%s}}`,
+		randHex(8), now.Unix(), obj)
+	mac := hmac.New(sha256.New, []byte(webhookSecret))
+	fmt.Fprintf(mac, "%d.%s", now.Unix(), payload)
+	req, _ := http.NewRequest("POST", base+"/api/webhooks/stripe", strings.NewReader(payload))
+	req.Header.Set("Stripe-Signature", fmt.Sprintf("t=%d,v1=%s", now.Unix(), hex.EncodeToString(mac.Sum(nil))))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("webhook: %d %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+func post(url, token, body string, want int, out any) error {
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return do(req, want, out)
+}
+
+func get(url, token string, out any) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	return do(req, 200, out)
+}
+
+func do(req *http.Request, want int, out any) error {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+// stripePrice is the price of the subscriptions stripe-mock answers with: the Pro price.
+func stripePrice(base string) (string, error) {
+	req, _ := http.NewRequest("GET", base+"/v1/subscriptions/sub_probe", nil)
+	req.SetBasicAuth("sk_test_e2e", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("stripe-mock at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	var sub struct {
+		Items struct {
+			Data []struct{ Price struct{ ID string } } `json:"data"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || len(sub.Items.Data) == 0 {
+		return "", fmt.Errorf("stripe-mock's subscription has no price: %v", err)
+	}
+	return sub.Items.Data[0].Price.ID, nil
+}
+
+// freshSchema creates a schema of its own and returns a DSN that uses it.
+func freshSchema(dsn string) (string, func(), error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	schema := "nexus_e2e_" + randHex(6)
+	if _, err := db.Exec(`CREATE SCHEMA ` + schema); err != nil {
+		_ = db.Close()
+		return "", nil, err
+	}
+	drop := func() {
+		_, _ = db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
+		_ = db.Close()
+	}
+	return dsn + " search_path=" + schema, drop, nil
+}
+
+// writeScript writes a wrk script that sends the keys in turn, each connection starting
+// at its own place.
+func writeScript(path string, keys []string) error {
+	var b strings.Builder
+	b.WriteString("local keys = {\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %q,\n", k)
+	}
+	b.WriteString(`}
+local i = 0
+function setup(thread) thread:set("offset", math.random(#keys)) end
+function init(args) i = offset or 0 end
+function request()
+  i = i % #keys + 1
+  return wrk.format("GET", "/api/v1/ping", { ["Authorization"] = "ApiKey " .. keys[i] })
+end
+`)
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+var (
+	rpsRe    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	totalRe  = regexp.MustCompile(`(\d+) requests in`)
+	non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func wrk(base, script string, conns, threads int, dur time.Duration) (*result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dur+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", fmt.Sprintf("%ds", int(dur.Seconds())), "-s", script, base+"/api/v1/ping").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	m := rpsRe.FindSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("wrk printed no rate: %s", out)
+	}
+	r := &result{}
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := totalRe.FindSubmatch(out); m != nil {
+		r.total, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
+	if m := non2xxRe.FindSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
+	return r, nil
+}
+
+func report(rs []result, conns int, dur time.Duration) {
+	var bare, mem1, memN float64
+	for _, r := range rs {
+		switch {
+		case r.mode == "bare":
+			bare = r.rps
+		case r.mode == "memory" && r.keys == "1 key":
+			mem1 = r.rps
+		case r.mode == "memory":
+			memN = r.rps
+		}
+	}
+	fmt.Printf("wrk, %d connections, %v per run, GET /api/v1/ping\n\n", conns, dur)
+	fmt.Println("| target | keys | req/s | not 2xx | vs bare | vs memory |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rs {
+		vsBare, vsMem := "", ""
+		if bare > 0 && r.mode != "bare" {
+			vsBare = fmt.Sprintf("%.2fx", r.rps/bare)
+		}
+		mem := mem1
+		if r.keys != "1 key" {
+			mem = memN
+		}
+		if r.mode == "postgres" && mem > 0 {
+			vsMem = fmt.Sprintf("%.2fx", r.rps/mem)
+		}
+		share := "0"
+		if r.total > 0 && r.non2xx > 0 {
+			share = fmt.Sprintf("%.0f%%", 100*float64(r.non2xx)/float64(r.total))
+		}
+		keys := r.keys
+		if r.mode == "bare" {
+			keys = "—"
+		}
+		fmt.Printf("| %s | %s | %.0f | %s | %s | %s |\n", r.mode, keys, r.rps, share, vsBare, vsMem)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
