@@ -78,6 +78,11 @@ type Config struct {
 	// Revoke or Rotate returns, with ctx stripped of its cancellation (a client that
 	// hangs up after the commit must not stop the news), so it should be quick.
 	OnChange func(ctx context.Context, id ecoid.ID)
+	// LookupBudget, when positive, is the longest a Verify waits for the store to look
+	// up a key that is not cached: past it, Verify fails with context.DeadlineExceeded
+	// (a system error: Authenticate answers 503) while the lookup goes on for the next
+	// caller. Cached keys never wait. Default 0: as long as the caller's context allows.
+	LookupBudget time.Duration
 }
 
 // Service issues and verifies keys. It is safe for concurrent use. NewService starts a
@@ -497,10 +502,8 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 	s.flightMu.Lock()
 	if c, ok := s.flight[id]; ok {
 		s.flightMu.Unlock()
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := s.waitLookup(ctx, c); err != nil {
+			return nil, err
 		}
 		return s.entryFrom(id, c.rec, c.err, now)
 	}
@@ -525,12 +528,29 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 		s.flightMu.Unlock()
 		close(c.done)
 	}()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := s.waitLookup(ctx, c); err != nil {
+		return nil, err
 	}
 	return c.e, c.eErr
+}
+
+// waitLookup waits for the lookup c, at most until ctx ends or Config.LookupBudget has
+// passed.
+func (s *Service) waitLookup(ctx context.Context, c *call) error {
+	var budget <-chan time.Time
+	if s.cfg.LookupBudget > 0 {
+		t := time.NewTimer(s.cfg.LookupBudget)
+		defer t.Stop()
+		budget = t.C
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-budget:
+		return fmt.Errorf("apikey: key lookup over its budget of %v: %w", s.cfg.LookupBudget, context.DeadlineExceeded)
+	}
 }
 
 func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now int64) (*entry, error) {
