@@ -10,8 +10,8 @@ import (
 )
 
 // FuzzRedeemOneTimeToken feeds arbitrary tokens to VerifyEmail and ResetPassword (the
-// token of a public route): they never panic and refuse every token that
-// was issued (none here) with ErrInvalidOneTimeToken.
+// token of a public route): they never panic, and with no token issued they refuse
+// every input with ErrInvalidOneTimeToken.
 func FuzzRedeemOneTimeToken(f *testing.F) {
 	fx := newAcct(f, func(c *auth.Config) {
 		unlimited := auth.AttemptLimit{Max: 1 << 30, Window: 1 << 40}
