@@ -120,6 +120,24 @@ type AccountConfig struct {
 	// are busy, SendVerification waits for one, and ForgotPassword drops its job (and
 	// logs it) so that its answer never waits on other deliveries.
 	MailJobs int
+	// Throttles of the account features, kept in Config.Throttle beside the login
+	// throttle (so every instance sharing it counts together); each zero value means the
+	// default in brackets. A refused call returns a *ThrottledError (errors.Is
+	// ErrTooManyAttempts) before any other work; a failing ThrottleStore refuses the call
+	// with ErrThrottleUnavailable.
+	//   - ForgotPerEmail [5 per hour] and ForgotPerClient [20 per hour, per
+	//     ClientNetwork]: ForgotPassword calls, counted alike for addresses with and
+	//     without an account.
+	//   - RedeemPerClient [30 per 15 minutes]: VerifyEmail and ResetPassword calls from
+	//     one client network; a successful one is given back.
+	//   - SendPerUser [5 per hour]: SendVerification calls per user.
+	//   - PasswordPerUser [5 per 15 minutes]: current-password checks of
+	//     ChangePasswordRenew and DeleteAccount per user (a stolen access token cannot
+	//     guess the password); a correct one is given back.
+	ForgotPerEmail, ForgotPerClient AttemptLimit
+	RedeemPerClient                 AttemptLimit
+	SendPerUser                     AttemptLimit
+	PasswordPerUser                 AttemptLimit
 	// OnErase, when set, runs in DeleteAccount after the password was checked and
 	// before anything is erased: the example server revokes the user's API keys and
 	// cancels a paid subscription here. If it returns an error nothing is erased and
@@ -134,6 +152,8 @@ type account struct {
 	verifyPath, resetPath string
 	verifyTTL, resetTTL   time.Duration
 	onErase               func(context.Context, User) error
+
+	forgotEmail, forgotClient, redeemClient, sendUser, passwordUser AttemptLimit
 
 	jobs    chan struct{} // one slot per running background delivery
 	wg      sync.WaitGroup
@@ -178,6 +198,25 @@ func newAccount(cfg AccountConfig) (*account, error) {
 	}
 	if a.resetTTL == 0 {
 		a.resetTTL = DefaultResetPasswordTTL
+	}
+	for _, l := range []struct {
+		dst *AttemptLimit
+		cfg AttemptLimit
+		def AttemptLimit
+	}{
+		{&a.forgotEmail, cfg.ForgotPerEmail, AttemptLimit{Max: 5, Window: time.Hour}},
+		{&a.forgotClient, cfg.ForgotPerClient, AttemptLimit{Max: 20, Window: time.Hour}},
+		{&a.redeemClient, cfg.RedeemPerClient, AttemptLimit{Max: 30, Window: 15 * time.Minute}},
+		{&a.sendUser, cfg.SendPerUser, AttemptLimit{Max: 5, Window: time.Hour}},
+		{&a.passwordUser, cfg.PasswordPerUser, AttemptLimit{Max: 5, Window: 15 * time.Minute}},
+	} {
+		*l.dst = l.cfg
+		if l.cfg == (AttemptLimit{}) {
+			*l.dst = l.def
+		}
+		if !l.dst.Valid() {
+			return nil, fmt.Errorf("%w in AccountConfig: %+v", ErrInvalidAttemptLimit, l.cfg)
+		}
 	}
 	n := cfg.MailJobs
 	if n == 0 {
@@ -259,6 +298,38 @@ func (s *Service) send(ctx context.Context, c Client, userID ecoid.ID, action Ac
 		return
 	}
 	s.record(ctx, c, Activity{UserID: userID, Email: m.To, Action: action, Success: true})
+}
+
+// attempt is one reserved throttle attempt; give it back with giveBack.
+type attempt struct {
+	key   string
+	start time.Time
+}
+
+// reserveAttempt counts one attempt on the counter kind/parts under lim, before the work
+// it guards. It returns a *ThrottledError (recorded in the activity log under action)
+// when the counter is full and an error wrapping ErrThrottleUnavailable when the store
+// fails.
+func (s *Service) reserveAttempt(ctx context.Context, c Client, a Activity, lim AttemptLimit, kind string, parts ...string) (attempt, error) {
+	key := ThrottleKey(kind, parts...)
+	r, err := s.throttle.Reserve(ctx, key, lim, s.clock())
+	if err != nil {
+		s.log.Error("auth: throttle failed; call refused", "kind", kind, "err", err)
+		return attempt{}, fmt.Errorf("%w: %w", ErrThrottleUnavailable, err)
+	}
+	if !r.OK {
+		a.Detail = "throttled"
+		s.record(ctx, c, a)
+		return attempt{}, &ThrottledError{RetryAfter: r.RetryAfter}
+	}
+	return attempt{key: key, start: r.Start}, nil
+}
+
+// giveBack releases a reserved attempt (the call it guarded succeeded).
+func (s *Service) giveBack(ctx context.Context, a attempt) {
+	if a.key != "" {
+		s.release(ctx, a.key, a.start)
+	}
 }
 
 // cleanFullName trims a full name and checks Register's rules for it.
@@ -368,11 +439,21 @@ func (s *Service) AccountActivities(ctx context.Context, userID ecoid.ID, limit 
 // ChangePasswordRenew is ChangePassword for a signed-in session: it checks the current
 // password, sets the new one, revokes every session of the user, this one included, and
 // returns the first pair of a new session, so whoever held any earlier refresh token is
-// out. Outstanding password-reset links stop working. Errors are ChangePassword's.
+// out. Outstanding password-reset links stop working. Wrong current passwords are
+// throttled per user (AccountConfig.PasswordPerUser). Errors are ChangePassword's, or a
+// *ThrottledError.
 func (s *Service) ChangePasswordRenew(ctx context.Context, c Client, claims Claims, current, next string) (Tokens, error) {
-	if err := s.ChangePassword(ctx, c, claims.UserID, "", current, next); err != nil {
+	at, err := s.reserveAttempt(ctx, c, Activity{UserID: claims.UserID, Action: ActionPasswordChange}, s.acct.passwordUser, "password-check", string(claims.UserID))
+	if err != nil {
 		return Tokens{}, err
 	}
+	if err := s.ChangePassword(ctx, c, claims.UserID, "", current, next); err != nil {
+		if !errors.Is(err, ErrInvalidCredentials) {
+			s.giveBack(ctx, at) // the password was right (or never checked)
+		}
+		return Tokens{}, err
+	}
+	s.giveBack(ctx, at)
 	if err := s.store.DeleteOneTimeTokens(ctx, claims.UserID, PurposeResetPassword); err != nil {
 		return Tokens{}, fmt.Errorf("auth: change password: %w", err)
 	}

@@ -710,3 +710,83 @@ func TestMailFailureIsRecorded(t *testing.T) {
 		t.Fatal("SendVerification after Close accepted")
 	}
 }
+
+func throttled(t *testing.T, what string, err error) {
+	t.Helper()
+	var te *auth.ThrottledError
+	if !errors.As(err, &te) || te.RetryAfter <= 0 {
+		t.Fatalf("%s = %v, want a *ThrottledError", what, err)
+	}
+}
+
+func TestForgotPasswordIsThrottledAlikeForEveryEmail(t *testing.T) {
+	ctx := context.Background()
+	f := newAcct(t)
+	f.register(t, "known@example.com")
+	for _, email := range []string{"known@example.com", "unknown@example.com"} {
+		for i := range 5 {
+			if err := f.svc.ForgotPassword(ctx, client, email); err != nil {
+				t.Fatalf("%s call %d: %v", email, i+1, err)
+			}
+		}
+		throttled(t, "6th forgot for "+email, f.svc.ForgotPassword(ctx, client, email))
+	}
+	// Per client network: 20 per hour across addresses, IPv6 counted by /64.
+	g := newAcct(t)
+	v6 := func(host string) auth.Client { return auth.Client{IP: "2001:db8:1:2::" + host} }
+	for i := range 20 {
+		if err := g.svc.ForgotPassword(ctx, v6(strings.Repeat("a", i%4+1)), "user"+string(rune('a'+i))+"@example.com"); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	throttled(t, "21st forgot from one /64", g.svc.ForgotPassword(ctx, v6("ffff"), "other@example.com"))
+	if err := g.svc.ForgotPassword(ctx, auth.Client{IP: "2001:db8:9::1"}, "other@example.com"); err != nil {
+		t.Fatalf("another network is throttled too: %v", err)
+	}
+}
+
+func TestTokenRedemptionIsThrottledPerClient(t *testing.T) {
+	ctx := context.Background()
+	f := newAcct(t)
+	bad := strings.Repeat("A", 43)
+	for range 30 {
+		if _, err := f.svc.ResetPassword(ctx, client, bad, newPassword); !errors.Is(err, auth.ErrInvalidOneTimeToken) {
+			t.Fatal(err)
+		}
+	}
+	_, err := f.svc.VerifyEmail(ctx, client, bad)
+	throttled(t, "31st redemption", err)
+	if _, err := f.svc.VerifyEmail(ctx, auth.Client{IP: "198.51.100.1"}, bad); !errors.Is(err, auth.ErrInvalidOneTimeToken) {
+		t.Fatalf("another client = %v", err)
+	}
+}
+
+func TestPasswordChecksAreThrottledPerUser(t *testing.T) {
+	ctx := context.Background()
+	f := newAcct(t)
+	ann := f.register(t, "ann@example.com")
+	claims, _ := f.svc.Issuer().Verify(ann.AccessToken, auth.AccessToken)
+	for range 3 {
+		if err := f.svc.DeleteAccount(ctx, client, ann.User.ID, "guess"); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := f.svc.ChangePasswordRenew(ctx, client, claims, "guess", newPassword); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatal(err)
+		}
+	}
+	throttled(t, "6th password check", f.svc.DeleteAccount(ctx, client, ann.User.ID, goodPassword))
+	if _, err := f.svc.UserByID(ctx, ann.User.ID); err != nil {
+		t.Fatalf("a throttled erasure erased: %v", err)
+	}
+}
+
+func TestSendVerificationIsThrottledPerUser(t *testing.T) {
+	f := newAcct(t)
+	u := f.register(t, "ann@example.com").User
+	for range 5 {
+		f.verifyToken(t, u)
+	}
+	throttled(t, "6th verification mail", f.svc.SendVerification(context.Background(), client, u.ID))
+}

@@ -118,17 +118,23 @@ func (s *Service) Export(ctx context.Context, userID ecoid.ID) (Export, error) {
 // token dies at once), grants, one-time links and every activity entry of the user or
 // naming its email. The email can register again. What stays is one activity entry
 // with the user's ID only (no email, address or user agent), recording that the account
-// was erased. Errors: ErrInvalidCredentials for a wrong password, ErrNotFound for an
-// unknown user, the hook's error (nothing erased), or a store error.
+// was erased. Wrong passwords are throttled per user (AccountConfig.PasswordPerUser).
+// Errors: ErrInvalidCredentials for a wrong password, a *ThrottledError, ErrNotFound for
+// an unknown user, the hook's error (nothing erased), or a store error.
 func (s *Service) DeleteAccount(ctx context.Context, c Client, userID ecoid.ID, password string) error {
 	hash, err := s.store.PasswordHash(ctx, userID)
 	if err != nil {
 		return fmt.Errorf("auth: delete account: %w", err)
 	}
+	at, err := s.reserveAttempt(ctx, c, Activity{UserID: userID, Action: ActionAccountErase}, s.acct.passwordUser, "password-check", string(userID))
+	if err != nil {
+		return err
+	}
 	if _, err := s.hasher.Verify(hash, password); err != nil {
 		s.record(ctx, c, Activity{UserID: userID, Action: ActionAccountErase, Detail: "wrong password"})
 		return ErrInvalidCredentials
 	}
+	s.giveBack(ctx, at)
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {
 		return fmt.Errorf("auth: delete account: %w", err)

@@ -15,10 +15,20 @@ import (
 // and the call handed to a background job, which looks the account up, stores the token
 // and sends the mail. When every background slot is busy (AccountConfig.MailJobs), the
 // job is dropped and logged rather than waited for. Without a Mailer it does nothing
-// and returns nil. Errors: one wrapping ErrInvalidEmail.
+// and returns nil. Calls are throttled per client network and per address
+// (AccountConfig.ForgotPerClient, ForgotPerEmail), counted alike whether or not the
+// address has an account. Errors: one wrapping ErrInvalidEmail, a *ThrottledError, or
+// one wrapping ErrThrottleUnavailable.
 func (s *Service) ForgotPassword(ctx context.Context, c Client, email string) error {
 	norm, err := NormalizeEmail(email)
 	if err != nil {
+		return err
+	}
+	a := Activity{Email: norm, Action: ActionPasswordResetRequest}
+	if _, err := s.reserveAttempt(ctx, c, a, s.acct.forgotClient, "forgot-client", ClientNetwork(c.IP)); err != nil {
+		return err
+	}
+	if _, err := s.reserveAttempt(ctx, c, a, s.acct.forgotEmail, "forgot-email", norm); err != nil {
 		return err
 	}
 	if !s.MailEnabled() {
@@ -60,13 +70,19 @@ func (s *Service) mailReset(ctx context.Context, c Client, email string) {
 // replaces the old one, every session of the user is revoked, any other reset link stops
 // working, and the email counts as verified (the link reached its mailbox). A weak
 // password is refused before the token is used, so the link still works for a second
-// try. Errors: a *PolicyError (errors.Is ErrWeakPassword), ErrInvalidOneTimeToken, or a
-// store error.
+// try. Failed redemptions are throttled per client network (AccountConfig.
+// RedeemPerClient). Errors: a *PolicyError (errors.Is ErrWeakPassword),
+// ErrInvalidOneTimeToken, a *ThrottledError, or a store error.
 func (s *Service) ResetPassword(ctx context.Context, c Client, token, password string) (User, error) {
+	at, err := s.reserveAttempt(ctx, c, Activity{Action: ActionPasswordReset}, s.acct.redeemClient, "redeem-client", ClientNetwork(c.IP))
+	if err != nil {
+		return User{}, err
+	}
 	if _, err := parseOneTimeToken(token); err != nil {
 		return User{}, err
 	}
 	if err := s.policy.Validate(password); err != nil {
+		s.giveBack(ctx, at) // a weak password is not a guess
 		return User{}, err
 	}
 	nh, err := s.hasher.Hash(password)
@@ -77,6 +93,7 @@ func (s *Service) ResetPassword(ctx context.Context, c Client, token, password s
 	if err != nil {
 		return User{}, err
 	}
+	s.giveBack(ctx, at)
 	now := s.clock()
 	if err := s.store.SetPasswordHash(ctx, u.ID, nh, now); err != nil {
 		return User{}, fmt.Errorf("auth: reset password: %w", err)

@@ -13,8 +13,9 @@ import (
 // SendVerification mails the user a link that verifies their email (valid
 // AccountConfig.VerifyEmailTTL, default 24 h, once). A newer link replaces an older one.
 // The mail is delivered in the background; a delivery failure is logged and recorded in
-// the activity log. Errors: ErrMailDisabled without a Mailer, ErrAlreadyVerified,
-// ErrNotFound for an unknown user, or a store error.
+// the activity log. Calls are throttled per user (AccountConfig.SendPerUser). Errors:
+// ErrMailDisabled without a Mailer, ErrAlreadyVerified, ErrNotFound for an unknown user,
+// a *ThrottledError, or a store error.
 func (s *Service) SendVerification(ctx context.Context, c Client, userID ecoid.ID) error {
 	if !s.MailEnabled() {
 		return ErrMailDisabled
@@ -25,6 +26,9 @@ func (s *Service) SendVerification(ctx context.Context, c Client, userID ecoid.I
 	}
 	if u.EmailVerified {
 		return ErrAlreadyVerified
+	}
+	if _, err := s.reserveAttempt(ctx, c, Activity{UserID: u.ID, Action: ActionEmailVerifySend}, s.acct.sendUser, "verify-send", string(u.ID)); err != nil {
+		return err
 	}
 	tok, err := s.issueOneTime(ctx, u, PurposeVerifyEmail, s.acct.verifyTTL)
 	if err != nil {
@@ -42,12 +46,18 @@ func (s *Service) SendVerification(ctx context.Context, c Client, userID ecoid.I
 
 // VerifyEmail redeems a verification token: the email it was sent to is marked verified
 // and the user returned. Errors: ErrInvalidOneTimeToken (malformed, unknown, used,
-// expired, of another purpose, or the account's email changed since), or a store error.
+// expired, of another purpose, or the account's email changed since), a *ThrottledError
+// after AccountConfig.RedeemPerClient failures from one client network, or a store error.
 func (s *Service) VerifyEmail(ctx context.Context, c Client, token string) (User, error) {
+	at, err := s.reserveAttempt(ctx, c, Activity{Action: ActionEmailVerify}, s.acct.redeemClient, "redeem-client", ClientNetwork(c.IP))
+	if err != nil {
+		return User{}, err
+	}
 	t, u, err := s.redeem(ctx, token, PurposeVerifyEmail)
 	if err != nil {
 		return User{}, err
 	}
+	s.giveBack(ctx, at)
 	if err := s.store.SetEmailVerified(ctx, u.ID, t.Email, s.clock()); err != nil {
 		return User{}, s.redeemFailed(err)
 	}

@@ -97,7 +97,8 @@ type envelope struct {
 
 // build checks m (filling From with def) and renders it as RFC 5322 text with CRLF line
 // ends: Date, From, To, Subject (RFC 2047 encoded when not ASCII), Message-ID,
-// MIME-Version and a quoted-printable UTF-8 text/plain body.
+// MIME-Version and a UTF-8 text/plain body: 7bit when it is ASCII in lines of at most
+// 998 characters, quoted-printable otherwise.
 func build(m Message, def string, now time.Time) (envelope, error) {
 	if m.From == "" {
 		m.From = def
@@ -126,19 +127,43 @@ func build(m Message, def string, now time.Time) (envelope, error) {
 	header("Message-ID", "<"+hex.EncodeToString(id[:])+"@"+domain+">")
 	header("MIME-Version", "1.0")
 	header("Content-Type", `text/plain; charset="utf-8"`)
-	header("Content-Transfer-Encoding", "quoted-printable")
-	b.WriteString("\r\n")
-	qp := quotedprintable.NewWriter(&b)
-	text := strings.ReplaceAll(m.Text, "\r\n", "\n")
-	for i, line := range strings.Split(text, "\n") {
-		if i > 0 {
-			_, _ = qp.Write([]byte("\r\n"))
+	lines := strings.Split(strings.ReplaceAll(m.Text, "\r\n", "\n"), "\n")
+	if plain7bit(lines) {
+		// ASCII in short lines goes as it is, so links stay whole in the file (and grep
+		// finds them); anything else is quoted-printable.
+		header("Content-Transfer-Encoding", "7bit")
+		b.WriteString("\r\n")
+		b.WriteString(strings.Join(lines, "\r\n"))
+	} else {
+		header("Content-Transfer-Encoding", "quoted-printable")
+		b.WriteString("\r\n")
+		qp := quotedprintable.NewWriter(&b)
+		for i, line := range lines {
+			if i > 0 {
+				_, _ = qp.Write([]byte("\r\n"))
+			}
+			_, _ = qp.Write([]byte(line))
 		}
-		_, _ = qp.Write([]byte(line))
+		_ = qp.Close()
 	}
-	_ = qp.Close()
 	b.WriteString("\r\n")
 	return envelope{from: from, to: to, data: b.Bytes()}, nil
+}
+
+// plain7bit reports whether lines can be sent as 7bit text (RFC 5322: ASCII without NUL
+// or lone CR, at most 998 characters a line).
+func plain7bit(lines []string) bool {
+	for _, l := range lines {
+		if len(l) > 998 {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; c == 0 || c == '\r' || c >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // MaxMessageBytes is the largest message ParseMessage reads.

@@ -26,8 +26,8 @@ func TestBuildIsRFC5322AndParsesBack(t *testing.T) {
 		if line != "" && !strings.HasSuffix(line, "\r\n") {
 			t.Fatalf("line without CRLF: %q", line)
 		}
-		if len(line) > 78+2 {
-			t.Fatalf("line longer than 78 characters: %q", line)
+		if len(line) > 998+2 {
+			t.Fatalf("line longer than 998 characters: %q", line)
 		}
 	}
 	for _, h := range []string{"Date: Thu, 03 Dec 2026 08:30:00 +0000\r\n", "MIME-Version: 1.0\r\n", "Message-ID: <", "@example.com>\r\n", "To: <ann@example.com>\r\n"} {
@@ -80,5 +80,20 @@ func TestParseMessageRefusesGarbage(t *testing.T) {
 		if _, err := ParseMessage(strings.NewReader(in)); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: err %v", name, err)
 		}
+	}
+}
+
+func TestBuildKeepsASCIILinksWhole(t *testing.T) {
+	link := "http://127.0.0.1:8080/reset-password?token=" + strings.Repeat("aZ09_-", 8)
+	env, err := build(Message{To: "ann@example.com", Subject: "Reset", Text: "open\n" + link + "\n"}, DefaultFrom, fixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(env.data), "\r\n"+link+"\r\n") || !strings.Contains(string(env.data), "Content-Transfer-Encoding: 7bit") {
+		t.Fatalf("the link is not whole in the file:\n%s", env.data)
+	}
+	got, err := ParseMessage(bytes.NewReader(env.data))
+	if err != nil || got.Text != "open\n"+link+"\n" {
+		t.Fatalf("round trip %q %v", got.Text, err)
 	}
 }

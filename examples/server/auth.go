@@ -148,8 +148,9 @@ func currentUser(r *http.Request) ecoid.ID {
 	return c.UserID
 }
 
-// adminOnly returns middleware that admits users whose email is in admins (NEXUS_ADMINS):
-// 401 without a valid user, 403 forbidden for anyone else.
+// adminOnly returns middleware that admits users whose email is in admins (NEXUS_ADMINS)
+// and verified (whoever registers a listed address first must not become admin): 401
+// without a valid user, 403 forbidden for anyone else.
 func adminOnly(users *auth.Service, admins map[string]bool, requireUser func(http.Handler) http.Handler, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(h http.Handler) http.Handler {
 		return requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -163,6 +164,9 @@ func adminOnly(users *auth.Service, admins map[string]bool, requireUser func(htt
 				return
 			case !admins[u.Email]:
 				httpjson.WriteError(w, http.StatusForbidden, "forbidden", "administrators only")
+				return
+			case !u.EmailVerified:
+				httpjson.WriteError(w, http.StatusForbidden, "forbidden", "administrators only, once their email is verified")
 				return
 			}
 			h.ServeHTTP(w, r)

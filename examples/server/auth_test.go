@@ -243,7 +243,10 @@ func TestAuthSettings(t *testing.T) {
 // TestRequireAdmin drives the helpers other routes use: auth.RequireUser, currentUser and
 // adminOnly.
 func TestRequireAdmin(t *testing.T) {
-	cfg, err := parseConfig(nil, func(k string) string { return authEnv("NEXUS_ADMINS", "boss@example.com")[k] })
+	mailDir := t.TempDir()
+	cfg, err := parseConfig(nil, func(k string) string {
+		return authEnv("NEXUS_ADMINS", "boss@example.com", "NEXUS_MAIL_DIR", mailDir)[k]
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +285,11 @@ func TestRequireAdmin(t *testing.T) {
 	}
 	requireUser := auth.RequireUser(a.issuer, a.cookies)
 	admin := adminOnly(a.auth, a.admins, requireUser, a.log)(ok)
+	if code, _ := serve(admin, boss.AccessToken); code != 403 {
+		t.Fatalf("admin with an unverified email: %d, want 403", code)
+	}
+	seen = nil
+	verifyByMail(t, a.auth, mailDir, boss.User)
 	if code, _ := serve(admin, boss.AccessToken); code != 204 {
 		t.Fatalf("admin: %d", code)
 	}

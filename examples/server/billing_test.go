@@ -97,7 +97,7 @@ func TestBillingDisabledWithoutStripeKey(t *testing.T) {
 	if resp := s.do("POST", "/api/cron/process-overage", "", nil, &e); resp.StatusCode != 401 {
 		t.Errorf("cron without token: %d", resp.StatusCode)
 	}
-	boss := s.register("boss@example.com")
+	boss := s.verifiedUser("boss@example.com")
 	var ov map[string]any
 	if resp := s.do("GET", "/api/admin/analytics/overview", "", bearer(boss.AccessToken), &ov); resp.StatusCode != 200 {
 		t.Fatalf("overview without Stripe: %d %v", resp.StatusCode, ov)
@@ -153,7 +153,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("webhook about a stranger: %d", resp.StatusCode)
 	}
-	boss := s.register("boss@example.com")
+	boss := s.verifiedUser("boss@example.com")
 	var ov struct {
 		UsersByPlan map[string]int `json:"users_by_plan"`
 	}
@@ -206,7 +206,7 @@ func TestCronRefusesEveryoneWithoutSecret(t *testing.T) {
 
 func TestAdminAnalytics(t *testing.T) {
 	s := startServer(t, authEnv("NEXUS_ADMINS", "boss@example.com"))
-	boss := s.register("boss@example.com")
+	boss := s.verifiedUser("boss@example.com")
 	user := s.register("zed@example.com")
 	s.register("amy@example.com")
 	var e errorAnswer
@@ -260,7 +260,7 @@ func TestBillingWithPostgres(t *testing.T) {
 	bossEmail := "boss-" + email
 	s := startServer(t, authEnv("DATABASE_URL", dsn, "NEXUS_ADMINS", bossEmail))
 	user := s.register(email)
-	boss := s.register(bossEmail)
+	boss := s.verifiedUser(bossEmail)
 	var sub subscriptionAnswer
 	if resp := s.do("GET", "/api/subscriptions/current", "", bearer(user.AccessToken), &sub); resp.StatusCode != 200 || sub.Plan != "free" || sub.ID == "" {
 		t.Fatalf("current: %d %+v", resp.StatusCode, sub)
@@ -321,7 +321,7 @@ func TestBillingUsesUsageCounts(t *testing.T) {
 	}
 	a, s := startAppWith(t, billingEnv(t), func(c *config) { c.Billing.Now = billingNow })
 	ctx := context.Background()
-	boss := s.register("boss@example.com")
+	boss := s.verifiedUser("boss@example.com")
 	user := s.register("ann@example.com")
 	uid := ecoid.MustParse(user.User.ID)
 	if resp := s.stripeEvent("checkout.session.completed", billingNow(), fmt.Sprintf(

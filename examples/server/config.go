@@ -35,6 +35,11 @@ type config struct {
 
 	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 
+	// Mail (see account.go): at most one of MailDir and SMTPURL; neither means no mail.
+	MailDir  string // -mail-dir or NEXUS_MAIL_DIR: one .eml file per message
+	SMTPURL  string // NEXUS_SMTP_URL: smtp://user:pass@host:port
+	MailFrom string // NEXUS_MAIL_FROM: sender; default mail.DefaultFrom
+
 	// EventsChannel (NEXUS_EVENTS_CHANNEL) is the LISTEN/NOTIFY or pub/sub channel that
 	// tells every instance what one changed; empty: the adapter's default.
 	EventsChannel string
@@ -66,6 +71,9 @@ var envVars = []envVar{
 	{"STRIPE_PRICES", "none", "more price IDs and the plan each bills: price_a=pro,price_b=free (a webhook's plan follows its price)"},
 	{"NEXUS_APP_URL", "http://127.0.0.1:8080", "base of the checkout and portal return URLs"},
 	{"NEXUS_CRON_SECRET", "cron route refuses everyone", "Bearer token of POST /api/cron/process-overage"},
+	{"NEXUS_MAIL_DIR", "no mail", "directory for mail as .eml files (development), when -mail-dir is not given"},
+	{"NEXUS_SMTP_URL", "no mail", "send mail over SMTP: smtp://user:pass@host:port (STARTTLS when offered) or smtps://"},
+	{"NEXUS_MAIL_FROM", "Nexus <no-reply@localhost>", "sender of verification and reset mail"},
 }
 
 // errHelp is returned by parseConfig after -h or -help printed the usage.
@@ -80,6 +88,7 @@ func flags(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.PostgresDSN, "postgres", "", "PostgreSQL DSN; migrates on start (default $DATABASE_URL, else in-memory stores)")
 	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address host:port for the rate limiter (default: the PostgreSQL limiter with -postgres, else in process)")
 	fs.IntVar(&cfg.PostgresMaxConns, "postgres-max-conns", 20, "most open PostgreSQL connections")
+	fs.StringVar(&cfg.MailDir, "mail-dir", "", "write mail as .eml files into this directory (default $NEXUS_MAIL_DIR, else no mail unless NEXUS_SMTP_URL)")
 	return fs
 }
 
@@ -119,6 +128,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	if err := parsePublicURL(&cfg, getenv); err != nil {
+		return config{}, err
+	}
+	if err := parseMailConfig(&cfg, getenv); err != nil {
 		return config{}, err
 	}
 	return cfg, nil

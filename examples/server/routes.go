@@ -16,6 +16,8 @@ func (s *services) handler() http.Handler {
 
 	healthHandlers{ping: s.ping, store: s.storeName(), log: s.log}.register(rt)
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
+	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
+		billing: s.billing, requireUser: requireUser, log: s.log}.register(rt)
 	mfaHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies}, requireUser: requireUser, log: s.log}.register(rt)
 	keyHandlers{keys: s.keys, requireUser: requireUser, log: s.log}.register(rt)
 	apiHandlers{protect: s.protect}.register(rt)

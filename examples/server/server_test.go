@@ -39,10 +39,11 @@ func (b *syncBuffer) String() string {
 
 // testServer runs the real server on a free loopback port until the test ends.
 type testServer struct {
-	t    *testing.T
-	base string
-	logs *syncBuffer
-	stop func() error
+	t       *testing.T
+	base    string
+	logs    *syncBuffer
+	stop    func() error
+	mailDir string // NEXUS_MAIL_DIR: a fresh directory unless env names one ("" for no mail)
 }
 
 func startServer(t *testing.T, env map[string]string, args ...string) *testServer {
@@ -51,7 +52,16 @@ func startServer(t *testing.T, env map[string]string, args ...string) *testServe
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	logs := &syncBuffer{}
-	getenv := func(k string) string { return env[k] }
+	mailDir, ok := env["NEXUS_MAIL_DIR"]
+	if !ok {
+		mailDir = t.TempDir()
+	}
+	getenv := func(k string) string {
+		if k == "NEXUS_MAIL_DIR" {
+			return mailDir
+		}
+		return env[k]
+	}
 	go func() {
 		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), getenv, logs, ready)
 	}()
@@ -79,7 +89,7 @@ func startServer(t *testing.T, env map[string]string, args ...string) *testServe
 		return stopErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &testServer{t: t, base: "http://" + addr, logs: logs, stop: stop}
+	return &testServer{t: t, base: "http://" + addr, logs: logs, stop: stop, mailDir: mailDir}
 }
 
 // do sends a request and decodes a JSON answer into out (when not nil).
@@ -261,7 +271,7 @@ func TestStartupLogSummarisesConfigWithoutSecrets(t *testing.T) {
 		}
 	}
 	want := map[string]any{"store": "memory", "limiter": "memory", "billing": true, "stripe_webhooks": true,
-		"jwt_algorithm": "HS256", "jwt_key_from_env": true, "mailer": "none", "admins": 2.0}
+		"jwt_algorithm": "HS256", "jwt_key_from_env": true, "mailer": "dir", "admins": 2.0}
 	for k, v := range want {
 		if line[k] != v {
 			t.Errorf("start-up log %s = %v, want %v (line %v)", k, line[k], v, line)

@@ -57,7 +57,8 @@ type services struct {
 	tracker    *usage.Tracker
 	quota      *usage.Quota // the quota's view for /api/usage; guard counts through the same store
 
-	billing *billing.Service // the one source of plans and their terms
+	billing      *billing.Service // the one source of plans and their terms
+	billingStore billing.Store    // for erasure: the billing row's email is scrubbed
 
 	projects *sso.Projects // ecosystem projects registered as OIDC clients
 	provider *sso.Provider // the OIDC provider; nil with HS256
@@ -139,6 +140,10 @@ func (s *services) initAuth() error {
 	if s.db != nil {
 		store = postgres.NewAuthStore(s.db)
 	}
+	account, err := s.accountConfig()
+	if err != nil {
+		return err
+	}
 	// The login throttle's counters live where every instance sees them: Redis with
 	// -redis, else PostgreSQL with -postgres, else in process.
 	var throttle auth.ThrottleStore
@@ -152,6 +157,7 @@ func (s *services) initAuth() error {
 	}
 	s.authStore = store
 	svc, err := auth.NewService(auth.Config{
+		Account:    account,
 		Store:      store,
 		Issuer:     issuer,
 		BcryptCost: s.cfg.BcryptCost,
@@ -277,7 +283,7 @@ func (s *services) initBilling() {
 			s.log.Warn("STRIPE_WEBHOOK_SECRET is unset: Stripe webhooks will be refused")
 		}
 	}
-	s.billing = billing.NewService(store, cfg)
+	s.billing, s.billingStore = billing.NewService(store, cfg), store
 	if s.db != nil { // the hot path's plan lookup, kept fresh by planChanged and the bus
 		s.terms = billing.NewTermsCache(s.termsLoader, billing.TermsCacheConfig{})
 	}
@@ -344,6 +350,9 @@ func (s *services) ping(ctx context.Context) error {
 // shutdown flushes what the services buffer; it runs after the HTTP server has stopped.
 func (s *services) shutdown(ctx context.Context) error {
 	var errs []error
+	if err := s.auth.Close(ctx); err != nil { // mail still being sent
+		errs = append(errs, err)
+	}
 	if err := s.shutdownKeys(ctx); err != nil {
 		errs = append(errs, err)
 	}

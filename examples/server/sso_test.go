@@ -154,5 +154,5 @@ func (rt rewriteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // its access token.
 func (s *testServer) adminSession(email string) string {
 	s.t.Helper()
-	return s.register(email).AccessToken
+	return s.verifiedUser(email).AccessToken
 }

@@ -28,7 +28,16 @@ func startApp(t *testing.T, env map[string]string, args ...string) (*services, *
 // startAppWith is startApp with a change to the parsed configuration (a clock, say).
 func startAppWith(t *testing.T, env map[string]string, change func(*config), args ...string) (*services, *testServer) {
 	t.Helper()
-	cfg, err := parseConfig(append([]string{"-addr", "127.0.0.1:0"}, args...), func(k string) string { return env[k] })
+	mailDir, ok := env["NEXUS_MAIL_DIR"]
+	if !ok {
+		mailDir = t.TempDir()
+	}
+	cfg, err := parseConfig(append([]string{"-addr", "127.0.0.1:0"}, args...), func(k string) string {
+		if k == "NEXUS_MAIL_DIR" {
+			return mailDir
+		}
+		return env[k]
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +59,7 @@ func startAppWith(t *testing.T, env map[string]string, change func(*config), arg
 		return err
 	}
 	t.Cleanup(func() { _ = stop() })
-	return a, &testServer{t: t, base: srv.URL, logs: logs, stop: stop}
+	return a, &testServer{t: t, base: srv.URL, logs: logs, stop: stop, mailDir: mailDir}
 }
 
 type usageCurrentJSON struct {
