@@ -616,7 +616,7 @@ func (s *Service) writeUses() {
 		select {
 		case e := <-s.uses:
 			batch = append(batch, e)
-			if len(batch) >= s.cfg.UsedBatch {
+			if len(batch) >= s.cfg.UsedBatch && s.flushErr == nil { // while failing, wait for the tick
 				batch, held = s.flushUses(context.Background(), batch, held)
 			}
 		case <-tick.C:
@@ -648,28 +648,50 @@ type heldUse struct {
 	at int64
 }
 
-// flushUses writes one batch and returns the emptied slice, and held with the batch's
-// keys added (when held is not nil or the batch not empty: Close passes nil and drops it).
+// flushUses writes one batch and returns what is left to write, and held with the
+// written keys added (when held is not nil: Close passes nil). After a failure nothing
+// is added to held and the batch itself is returned, its keys still queued, so the next
+// flush retries it: a store outage loses no last_used_at. What is kept is capped at
+// maxHeldUses times UsedBatch keys, the oldest dropped (and logged) beyond.
 func (s *Service) flushUses(ctx context.Context, batch []*entry, held []heldUse) ([]*entry, []heldUse) {
 	if len(batch) == 0 {
 		return batch, held
 	}
 	uses := make([]Use, len(batch))
+	ats := make([]int64, len(batch))
 	for i, e := range batch {
-		at := e.lastUsed.Load()
-		uses[i] = Use{ID: e.id, At: time.UnixMicro(at).UTC()}
-		held = append(held, heldUse{e, at})
+		ats[i] = e.lastUsed.Load()
+		uses[i] = Use{ID: e.id, At: time.UnixMicro(ats[i]).UTC()}
 	}
-	if err := s.store.MarkUsed(ctx, uses); err != nil {
-		s.log.Warn("apikey: writing last_used_at failed", "keys", len(uses), "err", err)
-		s.flushErr = err
+	err := s.store.MarkUsed(ctx, uses)
+	s.flushErr = err
+	if err == nil {
+		for i, e := range batch {
+			held = append(held, heldUse{e, ats[i]})
+		}
+		return batch[:0], held
 	}
-	return batch[:0], held
+	s.log.Warn("apikey: writing last_used_at failed; keeping the batch for the next try", "keys", len(uses), "err", err)
+	if over := len(batch) - maxHeldUses*s.cfg.UsedBatch; over > 0 {
+		for _, e := range batch[:over] {
+			e.queued.Store(false)
+		}
+		s.log.Error("apikey: dropping last_used_at of keys the store has not taken", "keys", over)
+		batch = append(batch[:0], batch[over:]...)
+	}
+	return batch, held
 }
 
+// closeTries is how often Close tries its last write.
+const closeTries = 10
+
+// maxHeldUses bounds the last_used_at batches kept while the store fails.
+const maxHeldUses = 20
+
 // Close stops the background writer and writes the last_used_at times it holds. It
-// returns the error of that last write, or ctx's error if ctx ends first. Verify keeps
-// working after Close, but uses are no longer recorded.
+// retries that write a few times while the store fails (about a second, or until ctx
+// ends), and returns its last error (saying how many keys were not written), or ctx's
+// error if the writer did not stop before ctx ended. Verify keeps working after Close, but uses are no longer recorded.
 func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -690,11 +712,25 @@ func (s *Service) Close(ctx context.Context) error {
 			}
 			break
 		}
-		s.flushErr = nil
-		s.flushUses(ctx, batch, nil)
-		err = s.flushErr
-		if err != nil {
-			err = fmt.Errorf("apikey: close: %w", err)
+		// Retry a failing store (closeTries times, 100 ms apart, or until ctx ends), so an
+		// outage that is over by now costs nothing and Close reports only what could not
+		// be written.
+		for try := 1; ; try++ {
+			batch, _ = s.flushUses(ctx, batch, nil)
+			if s.flushErr == nil || try == closeTries {
+				break
+			}
+			timer := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-timer.C:
+				continue
+			case <-ctx.Done():
+				timer.Stop()
+			}
+			break
+		}
+		if err = s.flushErr; err != nil {
+			err = fmt.Errorf("apikey: close: %d keys' last_used_at not written: %w", len(batch), err)
 		}
 	})
 	return err

@@ -30,6 +30,8 @@ func (s *services) handler() http.Handler {
 	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
 
 	return chain(rt,
+		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
+		auth.TrustProxies(s.cfg.TrustedProxies),
 		logRequests(s.log),   // one line per request, with the final status
 		s.metrics.middleware, // requests by route pattern and status, latency
 		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
