@@ -78,6 +78,11 @@ func WithHold(d time.Duration) LeaseOption { return func(l *LeasedLimiter) { l.h
 // the limit's Count, and at least 1).
 func WithMaxTokens(n int) LeaseOption { return func(l *LeasedLimiter) { l.maxTokens = n } }
 
+// WithBudget gives each store call a deadline of d (default: the caller's context only):
+// a store that does not answer in time fails the decision at once. Decisions served from
+// leased tokens never wait.
+func WithBudget(d time.Duration) LeaseOption { return func(l *LeasedLimiter) { l.budget = d } }
+
 // LeasedLimiter is a Limiter for many instances that keeps the shared store off most
 // decisions and stays exact: it takes tokens from a TokenStore in blocks (GCRA.Take) and
 // serves them from memory while they are valid (they never outlive their window, so
@@ -97,6 +102,7 @@ type LeasedLimiter struct {
 	now       func() time.Time
 	hold      time.Duration
 	maxTokens int
+	budget    time.Duration
 
 	state sync.Map     // leaseKey → *tokenLease
 	added atomic.Int64 // subjects added since the last sweep of idle ones
@@ -188,7 +194,12 @@ func (l *LeasedLimiter) Allow(ctx context.Context, key string, limit Limit) (Dec
 		st.mu.Unlock()
 
 		sent := l.now()
-		grant, err := l.store.TakeTokens(ctx, key, limit, want, hold)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if l.budget > 0 {
+			tctx, cancel = context.WithTimeout(ctx, l.budget)
+		}
+		grant, err := l.store.TakeTokens(tctx, key, limit, want, hold)
+		cancel()
 
 		st.mu.Lock()
 		st.taking = nil

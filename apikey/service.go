@@ -78,6 +78,11 @@ type Config struct {
 	// Revoke or Rotate returns, with ctx stripped of its cancellation (a client that
 	// hangs up after the commit must not stop the news), so it should be quick.
 	OnChange func(ctx context.Context, id ecoid.ID)
+	// LookupBudget, when positive, is the longest a Verify waits for the store to look
+	// up a key that is not cached: past it, Verify fails with context.DeadlineExceeded
+	// (a system error: Authenticate answers 503) while the lookup goes on for the next
+	// caller. Cached keys never wait. Default 0: as long as the caller's context allows.
+	LookupBudget time.Duration
 }
 
 // Service issues and verifies keys. It is safe for concurrent use. NewService starts a
@@ -497,10 +502,8 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 	s.flightMu.Lock()
 	if c, ok := s.flight[id]; ok {
 		s.flightMu.Unlock()
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := s.waitLookup(ctx, c); err != nil {
+			return nil, err
 		}
 		return s.entryFrom(id, c.rec, c.err, now)
 	}
@@ -525,12 +528,29 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 		s.flightMu.Unlock()
 		close(c.done)
 	}()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := s.waitLookup(ctx, c); err != nil {
+		return nil, err
 	}
 	return c.e, c.eErr
+}
+
+// waitLookup waits for the lookup c, at most until ctx ends or Config.LookupBudget has
+// passed.
+func (s *Service) waitLookup(ctx context.Context, c *call) error {
+	var budget <-chan time.Time
+	if s.cfg.LookupBudget > 0 {
+		t := time.NewTimer(s.cfg.LookupBudget)
+		defer t.Stop()
+		budget = t.C
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-budget:
+		return fmt.Errorf("apikey: key lookup over its budget of %v: %w", s.cfg.LookupBudget, context.DeadlineExceeded)
+	}
 }
 
 func (s *Service) entryFrom(id ecoid.ID, rec Record, err error, now int64) (*entry, error) {
@@ -596,7 +616,7 @@ func (s *Service) writeUses() {
 		select {
 		case e := <-s.uses:
 			batch = append(batch, e)
-			if len(batch) >= s.cfg.UsedBatch {
+			if len(batch) >= s.cfg.UsedBatch && s.flushErr == nil { // while failing, wait for the tick
 				batch, held = s.flushUses(context.Background(), batch, held)
 			}
 		case <-tick.C:
@@ -628,28 +648,50 @@ type heldUse struct {
 	at int64
 }
 
-// flushUses writes one batch and returns the emptied slice, and held with the batch's
-// keys added (when held is not nil or the batch not empty: Close passes nil and drops it).
+// flushUses writes one batch and returns what is left to write, and held with the
+// written keys added (when held is not nil: Close passes nil). After a failure nothing
+// is added to held and the batch itself is returned, its keys still queued, so the next
+// flush retries it: a store outage loses no last_used_at. What is kept is capped at
+// maxHeldUses times UsedBatch keys, the oldest dropped (and logged) beyond.
 func (s *Service) flushUses(ctx context.Context, batch []*entry, held []heldUse) ([]*entry, []heldUse) {
 	if len(batch) == 0 {
 		return batch, held
 	}
 	uses := make([]Use, len(batch))
+	ats := make([]int64, len(batch))
 	for i, e := range batch {
-		at := e.lastUsed.Load()
-		uses[i] = Use{ID: e.id, At: time.UnixMicro(at).UTC()}
-		held = append(held, heldUse{e, at})
+		ats[i] = e.lastUsed.Load()
+		uses[i] = Use{ID: e.id, At: time.UnixMicro(ats[i]).UTC()}
 	}
-	if err := s.store.MarkUsed(ctx, uses); err != nil {
-		s.log.Warn("apikey: writing last_used_at failed", "keys", len(uses), "err", err)
-		s.flushErr = err
+	err := s.store.MarkUsed(ctx, uses)
+	s.flushErr = err
+	if err == nil {
+		for i, e := range batch {
+			held = append(held, heldUse{e, ats[i]})
+		}
+		return batch[:0], held
 	}
-	return batch[:0], held
+	s.log.Warn("apikey: writing last_used_at failed; keeping the batch for the next try", "keys", len(uses), "err", err)
+	if over := len(batch) - maxHeldUses*s.cfg.UsedBatch; over > 0 {
+		for _, e := range batch[:over] {
+			e.queued.Store(false)
+		}
+		s.log.Error("apikey: dropping last_used_at of keys the store has not taken", "keys", over)
+		batch = append(batch[:0], batch[over:]...)
+	}
+	return batch, held
 }
 
+// closeTries is how often Close tries its last write.
+const closeTries = 10
+
+// maxHeldUses bounds the last_used_at batches kept while the store fails.
+const maxHeldUses = 20
+
 // Close stops the background writer and writes the last_used_at times it holds. It
-// returns the error of that last write, or ctx's error if ctx ends first. Verify keeps
-// working after Close, but uses are no longer recorded.
+// retries that write a few times while the store fails (about a second, or until ctx
+// ends), and returns its last error (saying how many keys were not written), or ctx's
+// error if the writer did not stop before ctx ended. Verify keeps working after Close, but uses are no longer recorded.
 func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -670,11 +712,25 @@ func (s *Service) Close(ctx context.Context) error {
 			}
 			break
 		}
-		s.flushErr = nil
-		s.flushUses(ctx, batch, nil)
-		err = s.flushErr
-		if err != nil {
-			err = fmt.Errorf("apikey: close: %w", err)
+		// Retry a failing store (closeTries times, 100 ms apart, or until ctx ends), so an
+		// outage that is over by now costs nothing and Close reports only what could not
+		// be written.
+		for try := 1; ; try++ {
+			batch, _ = s.flushUses(ctx, batch, nil)
+			if s.flushErr == nil || try == closeTries {
+				break
+			}
+			timer := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-timer.C:
+				continue
+			case <-ctx.Done():
+				timer.Stop()
+			}
+			break
+		}
+		if err = s.flushErr; err != nil {
+			err = fmt.Errorf("apikey: close: %d keys' last_used_at not written: %w", len(batch), err)
 		}
 	})
 	return err

@@ -543,6 +543,68 @@ func TestCloseHonoursContext(t *testing.T) {
 	_ = s.Close(ctx)
 }
 
+// A last_used_at batch the store refuses is kept and written once the store is back;
+// Close after an outage that is over reports nothing.
+func TestLastUsedSurvivesAStoreOutage(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	store := &spyStore{Store: memory.NewKeyStore()}
+	s := apikey.NewService(store, apikey.Config{Now: clock.Now, UsedInterval: 5 * time.Millisecond})
+	ctx := context.Background()
+	k, plain, _ := s.Create(ctx, apikey.CreateParams{Owner: alice, Name: "k"})
+	store.markFail.Store(true)
+	clock.Advance(time.Minute)
+	if _, err := s.Verify(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("two failed writes", func() bool { return len(store.batches()) >= 2 })
+	for _, b := range store.batches() {
+		if len(b) != 1 || b[0].ID != k.ID {
+			t.Fatalf("a failed batch was not retried whole: %+v", store.batches())
+		}
+	}
+	store.markFail.Store(false)
+	waitFor("last_used_at after the store recovered", func() bool {
+		list, _ := s.List(ctx, alice)
+		return len(list) == 1 && list[0].LastUsedAt.Equal(t0.Add(time.Minute))
+	})
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close after a recovered outage: %v", err)
+	}
+}
+
+// Close retries its last write, so a store back by then loses nothing.
+func TestCloseRetriesItsLastWrite(t *testing.T) {
+	s, store, clock := newService(t, apikey.Config{})
+	ctx := context.Background()
+	k, plain := create(t, s, apikey.CreateParams{})
+	clock.Advance(time.Minute)
+	s.Verify(ctx, plain)
+	store.markFail.Store(true)
+	go func() {
+		for len(store.batches()) < 2 {
+			time.Sleep(time.Millisecond)
+		}
+		store.markFail.Store(false)
+	}()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	list, _ := s.List(ctx, alice)
+	if len(list) != 1 || list[0].ID != k.ID || !list[0].LastUsedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("last used after Close: %+v", list)
+	}
+}
+
 // More busy keys than a batch holds: each is written once per interval, not rewritten
 // back to back as soon as a full batch has gone out.
 func TestBusyKeysAreWrittenOncePerInterval(t *testing.T) {

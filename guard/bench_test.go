@@ -60,7 +60,7 @@ func benchServe(b *testing.B, h http.Handler, plains []string) {
 // the limiter admits every request (one key allows one request per 60 µs).
 func BenchmarkChain(b *testing.B) {
 	ctx := context.Background()
-	keys := apikey.NewService(memory.NewKeyStore(), apikey.Config{})
+	keys := apikey.NewService(memory.NewKeyStore(), apikey.Config{MaxKeysPerOwner: 256})
 	defer keys.Close(ctx)
 	calls := memory.NewUsageStore()
 	plans := billing.NewService(memory.NewBillingStore(), billing.Config{})
@@ -84,3 +84,35 @@ func BenchmarkChain(b *testing.B) {
 }
 
 func BenchmarkBare(b *testing.B) { benchServe(b, http.HandlerFunc(okHandler), []string{"x"}) }
+
+// BenchmarkLeased is BenchmarkChain with the many-instance admission of the Postgres
+// mode (quota leases, rate-limit token leases, a plan-terms cache, budgets on store
+// calls), over memory stores: what the leasing itself costs on the request path.
+func BenchmarkLeased(b *testing.B) {
+	ctx := context.Background()
+	keys := apikey.NewService(memory.NewKeyStore(), apikey.Config{MaxKeysPerOwner: 256})
+	defer keys.Close(ctx)
+	plans := billing.NewService(memory.NewBillingStore(), billing.Config{})
+	owner := ecoid.New(ecoid.User)
+	if _, err := plans.SetEnterprise(ctx, owner, "pro@example.com", billing.ProTerms); err != nil {
+		b.Fatal(err)
+	}
+	terms := billing.NewTermsCache(plans.PlanTerms, billing.TermsCacheConfig{})
+	counter := usage.NewLeasedCounter(memory.NewUsageStore(), usage.LeaseConfig{Budget: guard.DefaultBudget})
+	defer counter.Close(ctx)
+	tracker := usage.NewTracker(discard{}, usage.Config{})
+	defer tracker.Close(ctx)
+	limiter := apikey.NewLeasedLimiter(memory.NewTokenStore(), apikey.WithBudget(guard.DefaultBudget))
+	adm := guard.NewLeased(limiter, counter, terms.QuotaFor)
+	h := guard.New(guard.Config{Keys: keys, Scopes: []string{"read"}, Tracker: tracker,
+		Admission: adm})(http.HandlerFunc(okHandler))
+	plains := make([]string, 256)
+	for i := range plains {
+		_, p, err := keys.Create(ctx, apikey.CreateParams{Owner: owner, Name: "b", Scopes: []string{"read"}, RateLimitPerMinute: apikey.MaxRateLimitPerMinute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		plains[i] = p
+	}
+	benchServe(b, h, plains)
+}

@@ -230,3 +230,41 @@ func TestLimitsUndeliveredAnswerCostsNoQuota(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The same with the budgets the leased parts apply themselves (what examples/server
+// uses: no timer on the hot path): a stalled store is 503, quota, rate limit and key.
+func TestStalledStoreIs503WithBuiltInBudgets(t *testing.T) {
+	counter := usage.NewLeasedCounter(stallingCounter{memory.NewUsageStore()}, usage.LeaseConfig{Budget: 50 * time.Millisecond})
+	defer counter.Close(context.Background())
+	keys := apikey.NewService(stallingKeys{memory.NewKeyStore()}, apikey.Config{LookupBudget: 50 * time.Millisecond})
+	defer keys.Close(context.Background())
+	fast := apikey.NewService(memory.NewKeyStore(), apikey.Config{})
+	defer fast.Close(context.Background())
+	owner := ecoid.New(ecoid.User)
+	_, plain, _ := fast.Create(context.Background(), apikey.CreateParams{Owner: owner, Name: "t", Scopes: []string{"read"}})
+	plans := func(context.Context, ecoid.ID) (int64, bool, error) { return 100, true, nil }
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	limiter := apikey.NewLeasedLimiter(stallingTokens{}, apikey.WithBudget(50*time.Millisecond))
+	for name, h := range map[string]http.Handler{
+		"quota": guard.New(guard.Config{Keys: fast, Admission: guard.NewLeased(limiter, counter, plans)})(ok),
+		"key":   guard.New(guard.Config{Keys: keys, Admission: guard.NewLeased(limiter, counter, plans)})(ok),
+		"rate": guard.New(guard.Config{Keys: fast, Admission: guard.NewLeased(limiter,
+			usage.NewLeasedCounter(memory.NewUsageStore(), usage.LeaseConfig{}), plans)})(ok),
+	} {
+		r := httptest.NewRequest("GET", "/api/v1/ping", nil)
+		r.Header.Set("Authorization", "ApiKey "+plain)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 503 {
+			t.Errorf("a stalled %s store: %d, want 503", name, w.Code)
+		}
+	}
+}
+
+// stallingTokens is a token store that never answers.
+type stallingTokens struct{}
+
+func (stallingTokens) TakeTokens(ctx context.Context, _ string, _ apikey.Limit, _ int, _ time.Duration) (apikey.TokenGrant, error) {
+	<-ctx.Done()
+	return apikey.TokenGrant{}, ctx.Err()
+}

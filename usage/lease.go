@@ -61,6 +61,11 @@ type LeaseConfig struct {
 	// FlushInterval is how often calls without a hard cap are written to the store, in
 	// one TakeCalls per user (default 100 ms).
 	FlushInterval time.Duration
+	// Budget, when positive, is the deadline of each store call made for a caller (a
+	// take, or the flush before a switch to a hard cap): a store that does not answer in
+	// time fails that AddCall at once. Calls served from a lease never wait. Default 0:
+	// the caller's context only.
+	Budget time.Duration
 	// Logger receives failed flushes and returns (default: discard).
 	Logger *slog.Logger
 }
@@ -211,7 +216,9 @@ func (c *LeasedCounter) takeOne(ctx context.Context, l *lease, k periodKey, limi
 		l.taking = done
 		l.mu.Unlock()
 
-		granted, count, err := c.store.TakeCalls(ctx, k.user, k.period, want, limit, true)
+		tctx, cancel := c.budget(ctx)
+		granted, count, err := c.store.TakeCalls(tctx, k.user, k.period, want, limit, true)
+		cancel()
 
 		l.mu.Lock()
 		l.taking = nil
@@ -347,10 +354,20 @@ func (c *LeasedCounter) pendingFor(k periodKey) *pendingCalls {
 // flushUser writes k's pending calls now, if there are any.
 func (c *LeasedCounter) flushUser(ctx context.Context, k periodKey) error {
 	v, ok := c.pending.Load(k)
-	if !ok {
+	if !ok || v.(*pendingCalls).n.Load() == 0 {
 		return nil
 	}
+	ctx, cancel := c.budget(ctx)
+	defer cancel()
 	return c.flushOne(ctx, k, v.(*pendingCalls))
+}
+
+// budget returns ctx with the configured Budget, if any.
+func (c *LeasedCounter) budget(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.cfg.Budget > 0 {
+		return context.WithTimeout(ctx, c.cfg.Budget)
+	}
+	return ctx, func() {}
 }
 
 func (c *LeasedCounter) flushOne(ctx context.Context, k periodKey, p *pendingCalls) error {

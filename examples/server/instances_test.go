@@ -128,6 +128,15 @@ func TestTwoInstancesRevokeAndRotateWithRedis(t *testing.T) {
 // are served, and the 1,001st is refused whichever instance serves it.
 func TestTwoInstancesShareTheFreeHardCap(t *testing.T) {
 	a, b, _ := pair(t)
+	shareFreeCap(t, a, b)
+}
+
+func TestTwoInstancesShareTheFreeHardCapWithRedis(t *testing.T) {
+	a, b, _ := pair(t, "-redis", testenv.Redis(t))
+	shareFreeCap(t, a, b)
+}
+
+func shareFreeCap(t *testing.T, a, b *testServer) {
 	ann := a.register("ann@example.com")
 	k := a.generate(ann.AccessToken, `{"name":"x","scopes":["read"],"rate_limit_per_minute":1000000}`)
 	var served, refusedEarly atomic.Int64

@@ -222,3 +222,41 @@ func TestMFAKeySetting(t *testing.T) {
 		t.Fatalf("enroll without NEXUS_MFA_KEY on Postgres: %d %+v", resp.StatusCode, e)
 	}
 }
+
+// TestMFAAcrossInstancesWithPostgres: two servers on one database. A code spent on one
+// is refused on the other, and failed codes alternated between them are throttled
+// together.
+func TestMFAAcrossInstancesWithPostgres(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	a := startServer(t, authEnv("DATABASE_URL", dsn, "NEXUS_MFA_KEY", testMFAKey))
+	b := startServer(t, authEnv("DATABASE_URL", dsn, "NEXUS_MFA_KEY", testMFAKey))
+	email := strings.ToLower(string(ecoid.New(ecoid.User))) + "@example.com"
+	_, secret, _ := a.mfaOn(email)
+	next := totpCode(t, secret, 1)
+	if resp, _, _ := a.mfaVerify(`{"mfa_token":"`+a.mfaLogin(email, jsonHeader())+`","code":"`+next+`"}`, jsonHeader()); resp.StatusCode != 200 {
+		t.Fatalf("verify on A: %d", resp.StatusCode)
+	}
+	if resp, _, e := b.mfaVerify(`{"mfa_token":"`+b.mfaLogin(email, jsonHeader())+`","code":"`+next+`"}`, jsonHeader()); resp.StatusCode != 401 || e.Error.Code != "invalid_code" {
+		t.Fatalf("the same code on B: %d %+v", resp.StatusCode, e)
+	}
+	// That was failure 1; four more, alternating, then the sixth attempt is refused on both.
+	wrong := "000000"
+	for _, c := range []string{"000000", "111111", "222222"} {
+		if c != totpCode(t, secret, -1) && c != totpCode(t, secret, 0) && c != totpCode(t, secret, 1) && c != totpCode(t, secret, 2) {
+			wrong = c
+			break
+		}
+	}
+	servers := []*testServer{a, b}
+	for i := range 4 {
+		s := servers[i%2]
+		if resp, _, e := s.mfaVerify(`{"mfa_token":"`+s.mfaLogin(email, jsonHeader())+`","code":"`+wrong+`"}`, jsonHeader()); resp.StatusCode != 401 {
+			t.Fatalf("wrong code %d: %d %+v", i+2, resp.StatusCode, e)
+		}
+	}
+	for _, s := range servers {
+		if resp, _, e := s.mfaVerify(`{"mfa_token":"`+s.mfaLogin(email, jsonHeader())+`","code":"`+totpCode(t, secret, 2)+`"}`, jsonHeader()); resp.StatusCode != 429 {
+			t.Fatalf("after 5 failures over two instances: %d %+v, want 429", resp.StatusCode, e)
+		}
+	}
+}

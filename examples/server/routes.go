@@ -14,7 +14,7 @@ func (s *services) handler() http.Handler {
 	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
-	healthHandlers{ping: s.ping, store: s.storeName(), log: s.log}.register(rt)
+	healthHandlers{store: s.storeName(), checks: s.readyChecks(), log: s.log}.register(rt)
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
 	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
 		billing: s.billing, requireUser: requireUser, log: s.log}.register(rt)

@@ -115,10 +115,15 @@ func (s *services) admission() guard.Admission {
 	}
 	limiter := s.limiter
 	if pl, ok := s.limiter.(*postgres.Limiter); ok {
-		s.leased = apikey.NewLeasedLimiter(pl, apikey.WithHold(leaseHold))
+		s.leased = apikey.NewLeasedLimiter(pl, apikey.WithHold(leaseHold), apikey.WithBudget(guard.DefaultBudget))
 		limiter = s.leased
 	}
-	return guard.Budget(guard.NewLeased(limiter, s.counter, s.terms.QuotaFor), guard.DefaultBudget)
+	if _, leased := limiter.(*apikey.LeasedLimiter); !leased { // Redis: a round trip per decision
+		return guard.Budget(guard.NewLeased(limiter, s.counter, s.terms.QuotaFor), guard.DefaultBudget)
+	}
+	// Each leased part applies the budget itself, only when it goes to the store: the
+	// hot path starts no timer.
+	return guard.NewLeased(limiter, s.counter, s.terms.QuotaFor)
 }
 
 // The hot path's lease settings. leaseHold is how long leased rate-limit tokens stay
@@ -140,16 +145,24 @@ func (s *services) initHotPath() {
 	if !ok {
 		return
 	}
-	s.counter = usage.NewLeasedCounter(store, usage.LeaseConfig{Logger: s.log, FlushInterval: softFlush})
+	s.counter = usage.NewLeasedCounter(store, usage.LeaseConfig{Logger: s.log, FlushInterval: softFlush, Budget: guard.DefaultBudget})
 }
 
-// keysVerifier is the key verifier of the chain: with PostgreSQL, a key that is not
-// cached is looked up under guard.DefaultBudget.
-func (s *services) keysVerifier() apikey.Verifier {
+// lookupBudget is apikey.Config.LookupBudget: with PostgreSQL, a key that is not cached
+// is waited for at most guard.DefaultBudget (then 503).
+func (s *services) lookupBudget() time.Duration {
 	if s.db == nil {
-		return s.keys
+		return 0
 	}
-	return guard.VerifyBudget(s.keys, guard.DefaultBudget)
+	return guard.DefaultBudget
+}
+
+// termsLoader is billing's plan lookup under guard.DefaultBudget, for the terms cache: a
+// miss that the store does not answer in time fails the request with 503.
+func (s *services) termsLoader(ctx context.Context, user ecoid.ID) (billing.PlanID, billing.Terms, error) {
+	ctx, cancel := context.WithTimeout(ctx, guard.DefaultBudget)
+	defer cancel()
+	return s.billing.PlanTerms(ctx, user)
 }
 
 // quotaCounter is the counter /api/usage reads: the leases' view with PostgreSQL (it

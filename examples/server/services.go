@@ -211,7 +211,7 @@ func (s *services) initKeys(ctx context.Context) error {
 	default:
 		s.limiter, s.limiterName = memory.NewLimiter(), "memory"
 	}
-	s.keys = apikey.NewService(store, apikey.Config{Logger: s.log, OnChange: s.keyChanged})
+	s.keys = apikey.NewService(store, apikey.Config{Logger: s.log, OnChange: s.keyChanged, LookupBudget: s.lookupBudget()})
 	return nil
 }
 
@@ -285,7 +285,7 @@ func (s *services) initBilling() {
 	}
 	s.billing, s.billingStore = billing.NewService(store, cfg), store
 	if s.db != nil { // the hot path's plan lookup, kept fresh by planChanged and the bus
-		s.terms = billing.NewTermsCache(s.billing.PlanTerms, billing.TermsCacheConfig{})
+		s.terms = billing.NewTermsCache(s.termsLoader, billing.TermsCacheConfig{})
 	}
 	s.onRegister = append(s.onRegister, func(ctx context.Context, u auth.User) error {
 		_, err := s.billing.EnsureFreeSubscription(ctx, u.ID, u.Email)
@@ -297,10 +297,9 @@ func (s *services) initBilling() {
 // terms for the key's owner) and the key's rate limit, all or nothing.
 func (s *services) initGuard() {
 	admission := s.admission()
-	keys := s.keysVerifier()
 	s.protect = func(scopes ...string) func(http.Handler) http.Handler {
 		return guard.New(guard.Config{
-			Keys: keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
+			Keys: s.keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
 		})
 	}
 }
@@ -338,14 +337,6 @@ func (s *services) summary() []slog.Attr {
 		attrs = append(attrs, slog.Int("postgres_max_conns", s.cfg.PostgresMaxConns))
 	}
 	return attrs
-}
-
-// ping reports whether the backing store answers.
-func (s *services) ping(ctx context.Context) error {
-	if s.db == nil {
-		return nil
-	}
-	return s.db.PingContext(ctx)
 }
 
 // shutdown flushes what the services buffer; it runs after the HTTP server has stopped.
