@@ -42,6 +42,9 @@ import (
 
 const webhookSecret = "whsec_e2e_bench"
 
+// countStatuses makes the wrk script count answers by status and error code.
+var countStatuses bool
+
 func main() {
 	bare := flag.Bool("bare", false, "serve the bare handler on -addr (used by the benchmark itself)")
 	addr := flag.String("addr", "127.0.0.1:0", "listen address of -bare")
@@ -52,6 +55,7 @@ func main() {
 	dur := flag.Duration("d", 8*time.Second, "duration of each measured run (after a 2 s warm-up)")
 	modes := flag.String("modes", "bare,memory,postgres", "what to measure")
 	rounds := flag.Int("rounds", 1, "rounds over every target; the table shows each target's median")
+	flag.BoolVar(&countStatuses, "statuses", false, "have wrk count the answers by status and error code (slower: a Lua call per answer)")
 	flag.Parse()
 	if *bare {
 		serveBare(*addr)
@@ -387,6 +391,26 @@ function request()
   return wrk.format("GET", "/api/v1/ping", { ["Authorization"] = "ApiKey " .. keys[i] })
 end
 `)
+	if countStatuses {
+		b.WriteString(`
+local threads = {}
+function setup(thread) thread:set("offset", math.random(#keys)); table.insert(threads, thread) end
+counts = {}
+function response(status, headers, body)
+  local k = tostring(status)
+  if status ~= 200 then k = k .. " " .. (string.match(body, '"code":"([^"]*)"') or "") end
+  counts[k] = (counts[k] or 0) + 1
+end
+function done(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    local c = t:get("counts")
+    for k, v in pairs(c) do total[k] = (total[k] or 0) + v end
+  end
+  for k, v in pairs(total) do io.write("status " .. k .. ": " .. v .. "\n") end
+end
+`)
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
@@ -407,6 +431,13 @@ func wrk(base, script string, conns, threads int, dur time.Duration) (*result, e
 	m := rpsRe.FindSubmatch(out)
 	if m == nil {
 		return nil, fmt.Errorf("wrk printed no rate: %s", out)
+	}
+	if countStatuses {
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "status ") {
+				fmt.Fprintln(os.Stderr, "  "+line)
+			}
+		}
 	}
 	r := &result{}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
