@@ -790,3 +790,29 @@ func TestSendVerificationIsThrottledPerUser(t *testing.T) {
 	}
 	throttled(t, "6th verification mail", f.svc.SendVerification(context.Background(), client, u.ID))
 }
+
+// TestResetKeepsTheSecondFactor: a reset link proves the mailbox, not the second factor,
+// so a user with TOTP on still needs a code after resetting the password.
+func TestResetKeepsTheSecondFactor(t *testing.T) {
+	ctx := context.Background()
+	f := newAcct(t, func(c *auth.Config) { c.MFA.Key = bytes.Repeat([]byte{9}, auth.MFAKeySize) })
+	ann := f.register(t, "ann@example.com")
+	enr, err := f.svc.EnrollTOTP(ctx, client, ann.User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := totp.DecodeSecret(enr.Secret)
+	var p totp.Params
+	if _, err := f.svc.ConfirmTOTP(ctx, client, ann.User.ID, p.Code(secret, p.Step(f.clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.ResetPassword(ctx, client, f.resetToken(t, "ann@example.com"), newPassword); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Login(ctx, client, "ann@example.com", newPassword); !errors.Is(err, auth.ErrMFARequired) {
+		t.Fatalf("login after reset = %v, want ErrMFARequired", err)
+	}
+	if on, _ := f.svc.MFAEnabled(ctx, ann.User.ID); !on {
+		t.Fatal("reset turned TOTP off")
+	}
+}

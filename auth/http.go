@@ -171,7 +171,7 @@ func unauthorized(w http.ResponseWriter, msg string) {
 }
 
 // ClientFromRequest describes the caller of r: the remote IP (without port; proxies'
-// forwarding headers are not trusted) and the User-Agent as valid UTF-8 without NUL
+// forwarding headers are not trusted here: put TrustProxies in front for that) and the User-Agent as valid UTF-8 without NUL
 // (bytes a header may carry but a Postgres text column refuses), cut to 512 bytes.
 func ClientFromRequest(r *http.Request) Client {
 	ip := r.RemoteAddr

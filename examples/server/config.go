@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nexus-ecosystem/nexus/auth"
 )
 
 // config is everything the server reads from its flags and environment.
@@ -37,6 +40,10 @@ type config struct {
 	// TrustedOrigins (NEXUS_TRUSTED_ORIGINS, comma-separated) may send cookie-authenticated
 	// state-changing requests from another origin (see crossOrigin).
 	TrustedOrigins []string
+
+	// TrustedProxies (NEXUS_TRUSTED_PROXIES: comma-separated IPs and CIDR prefixes) are the
+	// reverse proxies whose X-Forwarded-For names the client (see auth.TrustProxies).
+	TrustedProxies []netip.Prefix
 
 	PublicURL string // NEXUS_PUBLIC_URL: public base URL, the OIDC issuer; default http://127.0.0.1:8080
 
@@ -69,6 +76,7 @@ var envVars = []envVar{
 	{"NEXUS_USAGE_RETENTION", "0 (keep the log)", "how long detailed usage rows are kept (90d or 2160h); PostgreSQL drops whole months past it, daily rollups stay"},
 	{"NEXUS_EVENTS_CHANNEL", "the adapter's default", "LISTEN/NOTIFY or pub/sub channel that tells every instance what one changed"},
 	{"NEXUS_TRUSTED_ORIGINS", "none", "comma-separated origins (https://app.example.com) allowed cross-origin cookie requests"},
+	{"NEXUS_TRUSTED_PROXIES", "none (the TCP peer is the client)", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For names the client"},
 	{"STRIPE_SECRET_KEY", "billing off", "Stripe secret key; turns billing on"},
 	{"STRIPE_WEBHOOK_SECRET", "webhooks refused", "signing secret of the webhook endpoint (whsec_...)"},
 	{"STRIPE_API_BASE", "https://api.stripe.com", "Stripe API base URL, e.g. stripe-mock's http://127.0.0.1:12111"},
@@ -137,6 +145,11 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}
+	proxies, err := auth.ParseTrustedProxies(getenv("NEXUS_TRUSTED_PROXIES"))
+	if err != nil {
+		return config{}, fmt.Errorf("NEXUS_TRUSTED_PROXIES: %w", err)
+	}
+	cfg.TrustedProxies = proxies
 	if err := parsePublicURL(&cfg, getenv); err != nil {
 		return config{}, err
 	}

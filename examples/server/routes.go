@@ -14,7 +14,7 @@ func (s *services) handler() http.Handler {
 	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
-	healthHandlers{ping: s.ping, store: s.storeName(), log: s.log}.register(rt)
+	healthHandlers{store: s.storeName(), checks: s.readyChecks(), log: s.log}.register(rt)
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
 	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
 		billing: s.billing, requireUser: requireUser, log: s.log}.register(rt)
@@ -27,6 +27,8 @@ func (s *services) handler() http.Handler {
 	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
 
 	return chain(rt,
+		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
+		auth.TrustProxies(s.cfg.TrustedProxies),
 		logRequests(s.log),   // one line per request, with the final status
 		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
 		s.csrf,               // cross-origin cookie requests refused before any route

@@ -341,14 +341,6 @@ func (s *services) summary() []slog.Attr {
 	return attrs
 }
 
-// ping reports whether the backing store answers.
-func (s *services) ping(ctx context.Context) error {
-	if s.db == nil {
-		return nil
-	}
-	return s.db.PingContext(ctx)
-}
-
 // shutdown flushes what the services buffer; it runs after the HTTP server has stopped.
 func (s *services) shutdown(ctx context.Context) error {
 	var errs []error

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -64,5 +66,41 @@ func TestInstancesThrottleLoginsTogether(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOwnerLogsInWhileAnAttackerIsBlocked is issue 10.2 through HTTP, behind a trusted
+// proxy (NEXUS_TRUSTED_PROXIES): the attacker's address is blocked after 5 guesses, the
+// owner at another address logs in. Without the variable, a forged X-Forwarded-For
+// changes nothing: every guess counts against the one real peer.
+func TestOwnerLogsInWhileAnAttackerIsBlocked(t *testing.T) {
+	from := func(ip string) http.Header {
+		h := jsonHeader()
+		h.Set("X-Forwarded-For", ip)
+		return h
+	}
+	wrong := `{"email":"ann@example.com","password":"Wrong-Horse-9"}`
+	right := `{"email":"ann@example.com","password":"Correct-Horse-9"}`
+
+	s := startServer(t, authEnv("NEXUS_TRUSTED_PROXIES", "127.0.0.1/32, ::1"))
+	s.register("ann@example.com")
+	codes := map[int]int{}
+	for range 20 {
+		codes[s.do("POST", "/api/auth/login", wrong, from("203.0.113.66"), nil).StatusCode]++
+	}
+	if codes[401] != 5 || codes[429] != 15 {
+		t.Fatalf("attacker's 20 guesses: %v, want 5 × 401 and 15 × 429", codes)
+	}
+	if resp := s.do("POST", "/api/auth/login", right, from("198.51.100.7"), nil); resp.StatusCode != 200 {
+		t.Fatalf("owner at another address: %d, want 200", resp.StatusCode)
+	}
+
+	direct := startServer(t, authEnv())
+	direct.register("ann@example.com")
+	for i := range 5 {
+		direct.do("POST", "/api/auth/login", wrong, from(fmt.Sprintf("203.0.113.%d", i)), nil)
+	}
+	if resp := direct.do("POST", "/api/auth/login", right, from("198.51.100.7"), nil); resp.StatusCode != 429 {
+		t.Fatalf("forged X-Forwarded-For without trusted proxies: %d, want 429", resp.StatusCode)
 	}
 }
