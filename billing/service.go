@@ -102,6 +102,11 @@ type Config struct {
 	// to drop cached plans (TermsCache.Invalidate) and to tell other instances. It runs
 	// in the webhook's request after the commit, once per changed user; keep it short.
 	OnPlanChange func(ctx context.Context, user ecoid.ID)
+	// OnWebhook, when set, is called once per HandleWebhook (and so per request of
+	// WebhookHandler) with what it did and the error it returns: a hook for metrics
+	// (WebhookOutcome names the result). res.Type is empty when the signature or the body
+	// was refused. It runs in the webhook's request; keep it short.
+	OnWebhook func(ctx context.Context, res WebhookResult, err error)
 }
 
 // Service is the billing API. It is safe for concurrent use.

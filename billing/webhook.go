@@ -95,6 +95,33 @@ func (s *Service) WebhookHandler(secret string) http.Handler {
 // must be HMAC-SHA256 of "<that timestamp>.<payload>", compared in constant time. API
 // versions are not compared: billing reads only fields stable across versions.
 func (s *Service) HandleWebhook(ctx context.Context, payload []byte, sigHeader, secret string) (WebhookResult, error) {
+	res, err := s.handleWebhook(ctx, payload, sigHeader, secret)
+	if s.cfg.OnWebhook != nil {
+		s.cfg.OnWebhook(ctx, res, err)
+	}
+	return res, err
+}
+
+// WebhookOutcome names what HandleWebhook did, for metrics: "handled", "ignored" (a type
+// billing does not act on), "duplicate", "invalid_signature", "invalid_event" or
+// "failed".
+func WebhookOutcome(res WebhookResult, err error) string {
+	switch {
+	case errors.Is(err, ErrInvalidSignature):
+		return "invalid_signature"
+	case errors.Is(err, ErrInvalidEvent):
+		return "invalid_event"
+	case err != nil:
+		return "failed"
+	case res.Duplicate:
+		return "duplicate"
+	case res.Handled:
+		return "handled"
+	}
+	return "ignored"
+}
+
+func (s *Service) handleWebhook(ctx context.Context, payload []byte, sigHeader, secret string) (WebhookResult, error) {
 	if err := verifySignature(payload, sigHeader, secret, s.now()); err != nil {
 		return WebhookResult{}, err
 	}

@@ -25,6 +25,10 @@ type config struct {
 	// rows are kept; 0 keeps them. Rollups and quota counters are always kept.
 	UsageRetention time.Duration
 
+	// MetricsAddr (-metrics-addr) serves GET /metrics on its own listener instead of the
+	// API's; empty: on the API's listener.
+	MetricsAddr string
+
 	// Auth settings (see auth.go).
 	JWTSecret       []byte                       // NEXUS_JWT_SECRET; empty: a random secret per process (logged warning)
 	JWTKey          ed25519.PrivateKey           // NEXUS_JWT_ED25519_KEY: EdDSA instead of HS256
@@ -102,6 +106,7 @@ func flags(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.PostgresDSN, "postgres", "", "PostgreSQL DSN; migrates on start (default $DATABASE_URL, else in-memory stores)")
 	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis address host:port for the rate limiter (default: the PostgreSQL limiter with -postgres, else in process)")
 	fs.IntVar(&cfg.PostgresMaxConns, "postgres-max-conns", 20, "most open PostgreSQL connections")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address only, e.g. 127.0.0.1:9090 (default: on -addr)")
 	fs.StringVar(&cfg.MailDir, "mail-dir", "", "write mail as .eml files into this directory (default $NEXUS_MAIL_DIR, else no mail unless NEXUS_SMTP_URL)")
 	return fs
 }

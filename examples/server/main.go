@@ -72,8 +72,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.MetricsAddr != "" {
+		msrv, maddr, err := serveMetrics(cfg.MetricsAddr, s.metrics.handler(), serveErr)
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		defer msrv.Close()
+		log.Info("metrics listening", "metrics_addr", maddr)
+	}
 	log.LogAttrs(ctx, slog.LevelInfo, "listening", append([]slog.Attr{slog.String("addr", ln.Addr().String())}, s.summary()...)...)
 	if ready != nil {
 		ready <- ln.Addr().String()
@@ -94,4 +103,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return fmt.Errorf("serve: %w", err)
 	}
 	return s.shutdown(shutdownCtx)
+}
+
+// serveMetrics serves GET /metrics alone on addr (-metrics-addr), so the API's listener
+// need not expose it; Serve's error goes to errs.
+func serveMetrics(addr string, h http.Handler, errs chan<- error) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen -metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}()
+	return srv, ln.Addr().String(), nil
 }

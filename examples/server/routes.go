@@ -14,6 +14,9 @@ func (s *services) handler() http.Handler {
 	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
+	if s.cfg.MetricsAddr == "" { // else main.go serves it on its own listener
+		rt.Handle("GET /metrics", s.metrics.handler())
+	}
 	healthHandlers{store: s.storeName(), checks: s.readyChecks(), log: s.log}.register(rt)
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
 	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
@@ -30,6 +33,7 @@ func (s *services) handler() http.Handler {
 		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
 		auth.TrustProxies(s.cfg.TrustedProxies),
 		logRequests(s.log),   // one line per request, with the final status
+		s.metrics.middleware, // requests by route pattern and status, latency
 		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
 		s.csrf,               // cross-origin cookie requests refused before any route
 	)

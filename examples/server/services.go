@@ -73,11 +73,13 @@ type services struct {
 	csrf func(http.Handler) http.Handler // crossOrigin over cfg.TrustedOrigins
 
 	mailerName string // "none" until a mailer is configured; for the start-up log
+
+	metrics *metrics // the Prometheus edge (metrics.go)
 }
 
 // newServices opens the stores the configuration names and builds the services over them.
 func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, error) {
-	s := &services{cfg: cfg, log: log, mailerName: "none"}
+	s := &services{cfg: cfg, log: log, mailerName: "none", metrics: newMetrics()}
 	csrf, err := crossOrigin(cfg.TrustedOrigins)
 	if err != nil {
 		return nil, err
@@ -116,6 +118,7 @@ func newServices(ctx context.Context, cfg config, log *slog.Logger) (*services, 
 		return nil, err
 	}
 	s.initUsage()
+	s.metrics.watch(s.tracker, s.db)
 	s.initBilling()
 	s.initGuard()
 	if err := s.initBus(ctx); err != nil {
@@ -269,7 +272,7 @@ func (s *services) initBilling() {
 		Now:        bc.Now,
 		SuccessURL: bc.AppURL + "/billing/success?session_id={CHECKOUT_SESSION_ID}",
 		CancelURL:  bc.AppURL + "/billing/cancel", PortalReturnURL: bc.AppURL + "/account",
-		Usage: usageCounts{s.usageStore}, Logger: s.log, OnPlanChange: s.planChanged,
+		Usage: usageCounts{s.usageStore}, Logger: s.log, OnPlanChange: s.planChanged, OnWebhook: s.metrics.onWebhook,
 		// Only accounts of this server may be upgraded by a webhook.
 		UserExists: func(ctx context.Context, id ecoid.ID) (bool, error) {
 			_, err := s.auth.UserByID(ctx, id)
@@ -298,10 +301,11 @@ func (s *services) initBilling() {
 // initGuard builds the API-key chain: authenticate → track → scopes → quota (billing's
 // terms for the key's owner) and the key's rate limit, all or nothing.
 func (s *services) initGuard() {
-	admission := s.admission()
+	admission := s.metrics.admission(s.admission())
+	keys := s.metrics.verifier(s.keys)
 	s.protect = func(scopes ...string) func(http.Handler) http.Handler {
 		return guard.New(guard.Config{
-			Keys: s.keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
+			Keys: keys, Admission: admission, Scopes: scopes, Tracker: s.tracker, Logger: s.log,
 		})
 	}
 }
