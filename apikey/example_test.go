@@ -86,3 +86,55 @@ func ExampleLimit_GCRA() {
 	// true 0 0s
 	// false 0 20s
 }
+
+// Two instances over one store: OnChange on the one that revokes tells the other, which
+// drops the key from its cache at once instead of trusting it for CacheTTL. In a real
+// deployment OnChange publishes the ID (Postgres NOTIFY, Redis pub/sub) and each listener
+// calls Invalidate, or PurgeCache after a reconnect.
+func ExampleConfig_onChange() {
+	ctx := context.Background()
+	store := memory.NewKeyStore()
+	var b *apikey.Service
+	a := apikey.NewService(store, apikey.Config{OnChange: func(_ context.Context, id ecoid.ID) { b.Invalidate(id) }})
+	b = apikey.NewService(store, apikey.Config{})
+	defer a.Close(ctx)
+	defer b.Close(ctx)
+
+	owner := ecoid.New(ecoid.User)
+	key, plain, _ := a.Create(ctx, apikey.CreateParams{Owner: owner, Name: "ci"})
+	_, err := b.Verify(ctx, plain) // b caches the key
+	fmt.Println(err)
+	_ = a.Revoke(ctx, owner, key.ID)
+	_, err = b.Verify(ctx, plain)
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// apikey: key revoked
+}
+
+func ExampleService_ListPage() {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { now = now.Add(time.Second); return now } // one caller at a time here
+	keys := apikey.NewService(memory.NewKeyStore(), apikey.Config{Now: clock})
+	defer keys.Close(ctx)
+	owner := ecoid.New(ecoid.User)
+	for _, name := range []string{"a", "b", "c"} {
+		keys.Create(ctx, apikey.CreateParams{Owner: owner, Name: name})
+	}
+	p := apikey.ListParams{Limit: 2}
+	for {
+		page, _ := keys.ListPage(ctx, owner, p)
+		for _, k := range page.Keys {
+			fmt.Print(k.Name, " ")
+		}
+		fmt.Println("| more:", page.Next != "")
+		if page.Next == "" {
+			break
+		}
+		p.After = page.Next
+	}
+	// Output:
+	// a b | more: true
+	// c | more: false
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 func TestThrottleStoreIsBounded(t *testing.T) {
@@ -37,4 +38,8 @@ func TestThrottleStoreIsBounded(t *testing.T) {
 	if s.Len() != 1 {
 		t.Fatalf("%d counters after every window closed, want 1", s.Len())
 	}
+}
+
+func BenchmarkThrottleStore(b *testing.B) {
+	storagetest.BenchmarkThrottle(b, memory.NewThrottleStore(0))
 }

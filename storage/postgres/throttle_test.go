@@ -8,6 +8,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 func TestThrottleSweepDropsClosedWindowsOnly(t *testing.T) {
@@ -33,4 +34,8 @@ func TestThrottleSweepDropsClosedWindowsOnly(t *testing.T) {
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM eco_throttle WHERE position('new' in encode(key_hash, 'escape')) > 0`).Scan(&plain); err != nil || plain != 0 {
 		t.Fatalf("a plain key in the table: %d, %v", plain, err)
 	}
+}
+
+func BenchmarkThrottleStore(b *testing.B) {
+	storagetest.BenchmarkThrottle(b, postgres.NewThrottleStore(pgtest.New(b)))
 }

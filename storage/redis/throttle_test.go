@@ -10,6 +10,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/internal/testenv"
 	"github.com/nexus-ecosystem/nexus/storage/redis"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 // newPeer is a second client of the test server, as another instance would hold.
@@ -51,4 +52,9 @@ func TestThrottleReportsRedisErrors(t *testing.T) {
 	if err := s.Reset(ctx, "k"); err == nil {
 		t.Fatal("Reset without a server succeeded")
 	}
+}
+
+func BenchmarkThrottleStore(b *testing.B) {
+	client, prefix := newClient(b)
+	storagetest.BenchmarkThrottle(b, redis.NewThrottleStore(client, prefix))
 }
