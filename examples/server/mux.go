@@ -17,8 +17,9 @@ import (
 // body_too_large, also on routes that read no body (those that read one also cap what
 // they read).
 type router struct {
-	mux     *http.ServeMux
-	methods []string // every method some route uses, sorted
+	mux      *http.ServeMux
+	methods  []string // every method some route uses, sorted
+	patterns []string // every pattern registered, in order (openapi_test.go compares them with openapi.yaml)
 }
 
 func newRouter() *router {
@@ -39,7 +40,11 @@ func (rt *router) Handle(pattern string, h http.Handler) {
 		slices.Sort(rt.methods)
 	}
 	rt.mux.Handle(pattern, limitDeclaredBody(h))
+	rt.patterns = append(rt.patterns, pattern)
 }
+
+// Patterns returns every pattern registered with Handle, in order.
+func (rt *router) Patterns() []string { return slices.Clone(rt.patterns) }
 
 // HandleFunc registers f for pattern (see Handle).
 func (rt *router) HandleFunc(pattern string, f http.HandlerFunc) { rt.Handle(pattern, f) }

@@ -10,6 +10,18 @@ import (
 // every request then passes the server-wide middleware, outermost first. A new area adds
 // its register call here; a server-wide concern (metrics, say) joins the middleware list.
 func (s *services) handler() http.Handler {
+	return chain(s.routes(),
+		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
+		auth.TrustProxies(s.cfg.TrustedProxies),
+		logRequests(s.log),   // one line per request, with the final status
+		s.metrics.middleware, // requests by route pattern and status, latency
+		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
+		s.csrf,               // cross-origin cookie requests refused before any route
+	)
+}
+
+// routes is the router with every area's routes (openapi.yaml describes each one).
+func (s *services) routes() *router {
 	rt := newRouter()
 	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
@@ -29,14 +41,7 @@ func (s *services) handler() http.Handler {
 	adminHandlers{billing: s.billing, requireAdmin: requireAdmin, log: s.log}.register(rt)
 	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
 
-	return chain(rt,
-		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
-		auth.TrustProxies(s.cfg.TrustedProxies),
-		logRequests(s.log),   // one line per request, with the final status
-		s.metrics.middleware, // requests by route pattern and status, latency
-		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
-		s.csrf,               // cross-origin cookie requests refused before any route
-	)
+	return rt
 }
 
 // chain wraps h in middleware, the first outermost.
