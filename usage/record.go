@@ -4,7 +4,9 @@
 // A Tracker takes Records without blocking or allocating and writes them to a Store in
 // batches, retrying transient store errors; Middleware feeds a Tracker from net/http. A
 // Quota enforces a monthly call limit per user with an exact counter (a Counter), and the
-// Store's read methods answer history, per-endpoint and period questions.
+// Store's read methods answer history, per-endpoint and period questions: from a daily
+// rollup for closed days, which RunMaintenance keeps up to date, and from the detailed log
+// for the rest.
 //
 // usage knows nothing about API keys or users beyond their EcoIDs: the caller passes small
 // functions that find them in a request. All types are safe for concurrent use.

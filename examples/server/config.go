@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nexus-ecosystem/nexus/auth"
 )
@@ -19,6 +20,10 @@ type config struct {
 	RedisAddr   string // -redis; empty: the limiter of the chosen store
 
 	PostgresMaxConns int // -postgres-max-conns; default 20
+
+	// UsageRetention (NEXUS_USAGE_RETENTION: 90d or 2160h) is how long detailed usage log
+	// rows are kept; 0 keeps them. Rollups and quota counters are always kept.
+	UsageRetention time.Duration
 
 	// MetricsAddr (-metrics-addr) serves GET /metrics on its own listener instead of the
 	// API's; empty: on the API's listener.
@@ -72,6 +77,7 @@ var envVars = []envVar{
 	{"NEXUS_BCRYPT_COST", "10", "bcrypt cost of new password hashes, 4..31"},
 	{"NEXUS_PUBLIC_URL", "http://127.0.0.1:8080", "the server's public base URL: OIDC issuer and base of links in mail"},
 	{"NEXUS_MFA_KEY", "random per process in memory; TOTP off with Postgres", "base64 of 32 random bytes (openssl rand -base64 32): AES-256-GCM key for TOTP secrets"},
+	{"NEXUS_USAGE_RETENTION", "0 (keep the log)", "how long detailed usage rows are kept (90d or 2160h); PostgreSQL drops whole months past it, daily rollups stay"},
 	{"NEXUS_EVENTS_CHANNEL", "the adapter's default", "LISTEN/NOTIFY or pub/sub channel that tells every instance what one changed"},
 	{"NEXUS_TRUSTED_ORIGINS", "none", "comma-separated origins (https://app.example.com) allowed cross-origin cookie requests"},
 	{"NEXUS_TRUSTED_PROXIES", "none (the TCP peer is the client)", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For names the client"},
@@ -137,6 +143,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	cfg.TrustedOrigins = parseOrigins(getenv("NEXUS_TRUSTED_ORIGINS"))
 	cfg.EventsChannel = getenv("NEXUS_EVENTS_CHANNEL")
+	var err error
+	if cfg.UsageRetention, err = parseRetention(getenv("NEXUS_USAGE_RETENTION")); err != nil {
+		return config{}, err
+	}
 	if _, err := crossOrigin(cfg.TrustedOrigins); err != nil {
 		return config{}, err
 	}

@@ -39,6 +39,7 @@ type healthHandlers struct {
 func (h healthHandlers) register(rt *router) {
 	rt.HandleFunc("GET /healthz", h.healthz)
 	rt.HandleFunc("GET /readyz", h.readyz)
+	rt.HandleFunc("GET /openapi.yaml", serveOpenAPI)
 }
 
 // healthz answers 200 {"status":"ok","store":…}: the process serves requests. It asks no

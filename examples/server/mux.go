@@ -19,7 +19,7 @@ import (
 type router struct {
 	mux      *http.ServeMux
 	methods  []string // every method some route uses, sorted
-	patterns []string // every registered pattern, in order (the README's route table lists them)
+	patterns []string // every pattern registered, in order (openapi_test.go compares them with openapi.yaml)
 }
 
 func newRouter() *router {
@@ -39,9 +39,12 @@ func (rt *router) Handle(pattern string, h http.Handler) {
 		rt.methods = append(rt.methods, method)
 		slices.Sort(rt.methods)
 	}
-	rt.patterns = append(rt.patterns, pattern)
 	rt.mux.Handle(pattern, limitDeclaredBody(h))
+	rt.patterns = append(rt.patterns, pattern)
 }
+
+// Patterns returns every pattern registered with Handle, in order.
+func (rt *router) Patterns() []string { return slices.Clone(rt.patterns) }
 
 // HandleFunc registers f for pattern (see Handle).
 func (rt *router) HandleFunc(pattern string, f http.HandlerFunc) { rt.Handle(pattern, f) }

@@ -6,13 +6,11 @@ import (
 	"github.com/nexus-ecosystem/nexus/auth"
 )
 
-// handler is the whole HTTP API: every area registers its routes on one router (see
-// register), and every request then passes the server-wide middleware, outermost first.
-// A server-wide concern (metrics, say) joins the middleware list.
+// handler is the whole HTTP API: every area registers its routes on one router, and
+// every request then passes the server-wide middleware, outermost first. A new area adds
+// its register call here; a server-wide concern (metrics, say) joins the middleware list.
 func (s *services) handler() http.Handler {
-	rt := newRouter()
-	s.register(rt)
-	return chain(rt,
+	return chain(s.routes(),
 		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
 		auth.TrustProxies(s.cfg.TrustedProxies),
 		logRequests(s.log),   // one line per request, with the final status
@@ -22,8 +20,9 @@ func (s *services) handler() http.Handler {
 	)
 }
 
-// register puts every area's routes on rt. A new area adds its register call here.
-func (s *services) register(rt *router) {
+// routes is the router with every area's routes (openapi.yaml describes each one).
+func (s *services) routes() *router {
+	rt := newRouter()
 	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
@@ -41,6 +40,8 @@ func (s *services) register(rt *router) {
 	billingHandlers{billing: s.billing, users: s.auth, cfg: s.cfg.Billing, requireUser: requireUser, log: s.log}.register(rt)
 	adminHandlers{billing: s.billing, requireAdmin: requireAdmin, log: s.log}.register(rt)
 	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
+
+	return rt
 }
 
 // chain wraps h in middleware, the first outermost.

@@ -55,6 +55,7 @@ type services struct {
 
 	usageStore usage.Store
 	tracker    *usage.Tracker
+	stopMaint  func()       // stops the usage store's upkeep (usage_maintenance.go)
 	quota      *usage.Quota // the quota's view for /api/usage; guard counts through the same store
 
 	billing      *billing.Service // the one source of plans and their terms
@@ -255,6 +256,7 @@ func (s *services) initUsage() {
 	s.quota = usage.NewQuota(s.quotaCounter(), func(ctx context.Context, user ecoid.ID) (int64, bool, error) {
 		return s.billing.QuotaFor(ctx, user)
 	}, usage.QuotaConfig{Logger: s.log})
+	s.startMaintenance()
 }
 
 // initBilling builds the billing service over the usage store's counts and registers
@@ -378,6 +380,7 @@ func (s *services) shutdownKeys(ctx context.Context) error {
 
 // closeUsage writes every tracked request to the store, within ctx.
 func (s *services) closeUsage(ctx context.Context) error {
+	s.stopMaintenance()
 	if s.tracker == nil {
 		return nil
 	}
@@ -400,6 +403,7 @@ func (s *services) close() {
 		_ = s.redis.Close()
 	}
 	_ = s.closeScale(ctx)
+	s.stopMaintenance()
 	if s.tracker != nil { // shutdown did not run: stop the goroutine, keep what it can
 		_ = s.tracker.Close(ctx)
 	}

@@ -240,3 +240,38 @@ func TestUsageHistoryCostsDaysNotCalls(t *testing.T) {
 		t.Fatalf("a 30-day history read %v log rows and %v rollup rows; want %d (today's) and 29", logRows, rollupRows, todays)
 	}
 }
+
+// Two instances running Maintain at once (each with its own pool) create each partition
+// once and roll every day up once, without errors.
+func TestUsageMaintainConcurrently(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	s := postgres.NewUsageStore(db)
+	user := ecoid.New(ecoid.User)
+	var batch []usage.Record
+	for i := range 40 {
+		at := time.Date(2025, 6, 20, 12, 0, 0, 0, time.UTC).AddDate(0, 0, i) // into the default partition
+		batch = append(batch, storagetest.UsageRecord(user, at, "GET", "/a", 200, time.Millisecond))
+	}
+	if err := s.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 8, 15, 0, 0, 0, 0, time.UTC)
+	errc := make(chan error, 4)
+	for range 4 {
+		go func() { errc <- s.Maintain(ctx, now, 0) }()
+	}
+	for range 4 {
+		if err := <-errc; err != nil {
+			t.Fatalf("concurrent Maintain: %v", err)
+		}
+	}
+	parts := partitionsOf(t, db)
+	if parts["eco_api_usage_p202506"] != 11 || parts["eco_api_usage_p202507"] != 29 || parts["eco_api_usage_default"] != 0 {
+		t.Fatalf("rows per partition: %v", parts)
+	}
+	daily, err := s.Daily(ctx, user, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), now)
+	if err != nil || len(daily) != 40 {
+		t.Fatalf("Daily: %d days, %v", len(daily), err)
+	}
+}
