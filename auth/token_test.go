@@ -64,7 +64,7 @@ func TestIssueAndVerify(t *testing.T) {
 			!got.IssuedAt.Equal(clock.Now()) || !got.NotBefore.Equal(clock.Now()) {
 			t.Fatalf("%s claims: %+v", typ, got)
 		}
-		// Wire claims carry the names DESIGN.md lists.
+		// Wire claims carry their registered names (RFC 7519) and the session and type claims.
 		payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
 		for _, k := range []string{`"sub"`, `"sid"`, `"typ"`, `"jti"`, `"iss"`, `"aud"`, `"iat"`, `"nbf"`, `"exp"`} {
 			if !strings.Contains(string(payload), k) {

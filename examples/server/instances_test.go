@@ -19,7 +19,7 @@ import (
 )
 
 // Two (or more) instances of the server on one database, as behind a load balancer
-// (DESIGN.md section 9, issue 12). The bounds below are generous failure bounds: the
+// (every instance sees what one changed within a second, quotas stay exact; issue 12). The bounds below are generous failure bounds: the
 // tests assert behaviour, and log the lag they measured.
 
 const fanoutBound = 15 * time.Second

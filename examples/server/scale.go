@@ -15,7 +15,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
-// scaleState is what lets several instances share one database (DESIGN.md section 9):
+// scaleState is what lets several instances share one database and behave as one:
 // the event bus that tells every instance what one changed, and, with PostgreSQL, the
 // hot path that keeps the database off most API calls (cached plan terms, quota leases,
 // rate-limit token leases) under a deadline.

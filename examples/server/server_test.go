@@ -283,3 +283,36 @@ func TestStartupLogSummarisesConfigWithoutSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEListsEveryRoute: the README's route table has a row for every route the
+// server registers (in EdDSA mode, which adds the OIDC routes), so it stays complete as
+// routes are added.
+func TestREADMEListsEveryRoute(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "## HTTP API of examples/server")
+	if !ok {
+		t.Fatal("README.md has no \"## HTTP API of examples/server\" section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	cfg, err := parseConfig(nil, func(k string) string { return ssoEnv()[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newServices(context.Background(), cfg, authTestLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	patterns := s.routes().Patterns()
+	if len(patterns) < 30 {
+		t.Fatalf("only %d routes registered: %v", len(patterns), patterns)
+	}
+	for _, p := range patterns {
+		if !strings.Contains(table, "`"+p+"`") && !strings.Contains(table, "`"+p+"?") {
+			t.Errorf("README's route table has no row for `%s` (section \"HTTP API of examples/server\")", p)
+		}
+	}
+}

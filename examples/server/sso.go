@@ -115,8 +115,7 @@ func (h ssoHandlers) createProject(w http.ResponseWriter, r *http.Request) {
 	}
 	out := toProjectJSON(p)
 	out.ClientSecret = secret
-	w.Header().Set("Cache-Control", "no-store")
-	httpjson.Write(w, http.StatusCreated, out)
+	httpjson.WriteSecret(w, http.StatusCreated, out)
 }
 
 // listProjects: GET /api/projects → {projects:[…]} without secrets.
@@ -274,8 +273,7 @@ func (h ssoHandlers) projectToken(w http.ResponseWriter, r *http.Request) {
 		internalError(h.log, w, r, "mint project token", err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	httpjson.Write(w, http.StatusOK, map[string]any{
+	httpjson.WriteSecret(w, http.StatusOK, map[string]any{
 		"access_token": tok, "token_type": "Bearer", "expires_in": int(time.Until(c.ExpiresAt).Round(time.Second) / time.Second),
 	})
 }
