@@ -109,7 +109,10 @@ func run(pg, stripeURL string, conns, threads int, dur time.Duration, modes []st
 	}
 	defer os.RemoveAll(dir)
 	server := filepath.Join(dir, "server")
-	build := exec.Command("go", "build", "-o", server, "github.com/nexus-ecosystem/nexus/examples/server")
+	// Built in the SDK's own module (bench/'s parent), with the SDK's go.sum: this module
+	// does not import the server, so it does not carry the server's dependencies.
+	build := exec.Command("go", "build", "-o", server, "./examples/server")
+	build.Dir = ".."
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build the server: %w", err)
@@ -233,13 +236,16 @@ func start(cmd *exec.Cmd) (string, func(), error) {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sent := false
-		for sc.Scan() {
+		for !sent && sc.Scan() {
 			var line struct{ Msg, Addr string }
-			if !sent && json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
 				addrCh <- line.Addr
 				sent = true
 			}
 		}
+		// The rest (one request-log line per request) is drained unread: parsing it here
+		// would take CPU from the server under test on the same machine.
+		_, _ = io.Copy(io.Discard, stderr)
 	}()
 	select {
 	case a := <-addrCh:

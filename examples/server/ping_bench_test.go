@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/nexus-ecosystem/nexus/billing"
+	"github.com/nexus-ecosystem/nexus/ecoid"
+)
+
+// BenchmarkPingRoute is the API-key route through the whole server handler (request log,
+// recovery, metrics, CSRF, router, guard chain) in memory mode, without the network:
+// what the server adds per request beyond net/http.
+func BenchmarkPingRoute(b *testing.B) {
+	cfg, err := parseConfig(nil, func(k string) string { return authEnv()[k] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := newServices(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.close()
+	h := s.handler()
+	call := func(method, path, body string, hdr http.Header) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	reg := call("POST", "/api/auth/register", `{"email":"bench@example.com","password":"Correct-Horse-9","full_name":"B"}`, jsonHeader())
+	tok := between(reg.Body.String(), `"access_token":"`, `"`)
+	uid := ecoid.ID(between(reg.Body.String(), `"id":"`, `"`))
+	// A plan with a large soft quota, so the run measures served calls, as with Pro.
+	if _, err := s.billing.SetEnterprise(context.Background(), uid, "bench@example.com", billing.Terms{QuotaCalls: 1 << 40}); err != nil {
+		b.Fatal(err)
+	}
+	gen := call("POST", "/api/keys/generate", `{"name":"b","scopes":["read"],"rate_limit_per_minute":1000000}`, bearer(tok))
+	key := between(gen.Body.String(), `"key":"`, `"`)
+	if key == "" {
+		b.Fatalf("generate: %d %s", gen.Code, gen.Body)
+	}
+	hdr := apiKey(key)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest("GET", "/api/v1/ping", nil)
+			req.Header = hdr.Clone()
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				b.Fatalf("ping: %d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+}
+
+func between(s, from, to string) string {
+	_, rest, ok := strings.Cut(s, from)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, to)
+	return v
+}
