@@ -99,3 +99,11 @@ func TestReadyzClosedRedisNamesTheLimiter(t *testing.T) {
 		t.Fatalf("readyz with a closed Redis client: %d %+v", code, b)
 	}
 }
+
+func TestReadyzWithPostgres(t *testing.T) {
+	s := startServer(t, map[string]string{"NEXUS_BCRYPT_COST": "4", "DATABASE_URL": testenv.Postgres(t)})
+	var b readyBody
+	if resp := s.do("GET", "/readyz", "", nil, &b); resp.StatusCode != 200 || b.Checks["store"] != "ok" || b.Checks["limiter"] != "ok" {
+		t.Fatalf("readyz with Postgres: %d %+v", resp.StatusCode, b)
+	}
+}
