@@ -161,8 +161,8 @@ func testMFAFlow(t *testing.T, st func(*auth.Config)) {
 	if _, err := f.svc.VerifyMFA(ctx, client, token, f.code(u, 0)); !errors.Is(err, auth.ErrInvalidMFAToken) {
 		t.Fatalf("second verify with one mfa token: %v", err)
 	}
-	// Entries of one instant have no fixed order: look among the newest few.
-	acts, _ := f.svc.Activities(ctx, reg.User.ID, 4)
+	// Entries of one fake instant have no fixed order: look at all of them.
+	acts, _ := f.svc.Activities(ctx, reg.User.ID, 0)
 	if !slices.ContainsFunc(acts, func(a auth.Activity) bool {
 		return a.Action == auth.ActionLogin && a.Success && a.Detail == "with totp"
 	}) {
@@ -245,7 +245,7 @@ func testMFABruteForce(t *testing.T, st func(*auth.Config)) {
 	if _, err := f.svc.VerifyMFA(ctx, client, f.challenge(t, client, "ann@example.com"), f.code(u, 0)); !errors.As(err, &te) {
 		t.Fatalf("a fresh token after 5 failures: %v, want a *ThrottledError", err)
 	}
-	acts, _ := f.svc.Activities(ctx, u.User.ID, 2) // with the login's, at the same instant
+	acts, _ := f.svc.Activities(ctx, u.User.ID, 0) // entries of one fake instant have no order: look at all
 	if !slices.ContainsFunc(acts, func(a auth.Activity) bool { return a.Action == auth.ActionMFAThrottled }) {
 		t.Fatalf("no mfa_throttled among %+v", acts)
 	}
@@ -538,7 +538,7 @@ func TestLoginWithoutTOTPUnchanged(t *testing.T) {
 	if err != nil || res.User != reg.User || res.AccessToken == "" {
 		t.Fatalf("Login: %+v, %v", res, err)
 	}
-	acts, _ := f.svc.Activities(ctx, reg.User.ID, 2) // with the register's, at the same instant
+	acts, _ := f.svc.Activities(ctx, reg.User.ID, 0) // entries of one fake instant have no order: look at all
 	if !slices.ContainsFunc(acts, func(a auth.Activity) bool {
 		return a.Action == auth.ActionLogin && a.Success && a.Detail == ""
 	}) || slices.ContainsFunc(acts, func(a auth.Activity) bool { return a.Action == auth.ActionMFAChallenge }) {
