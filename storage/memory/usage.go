@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
-	"github.com/nexus-ecosystem/nexus/internal/usagecalc"
+	"github.com/nexus-ecosystem/nexus/storage/usagecalc"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
-	"github.com/nexus-ecosystem/nexus/internal/usagecalc"
+	"github.com/nexus-ecosystem/nexus/storage/usagecalc"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 

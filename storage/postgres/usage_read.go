@@ -7,7 +7,7 @@ import (
 
 	"github.com/lib/pq"
 	"github.com/nexus-ecosystem/nexus/ecoid"
-	"github.com/nexus-ecosystem/nexus/internal/usagecalc"
+	"github.com/nexus-ecosystem/nexus/storage/usagecalc"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 

@@ -2,7 +2,9 @@
 // memory and postgres adapters give identical answers: rounding, percentiles, the latency
 // histogram of the daily rollup, and the split of a time range into days.
 //
-// It is internal: these are adapter helpers, not part of usage's public API.
+// It is for adapter authors, not for users of usage: the helpers left usage's public API so
+// that the domain package speaks only of behaviour. It is public (not internal) so that a
+// third-party usage.Store can give the same answers as the bundled adapters.
 package usagecalc
 
 import (
