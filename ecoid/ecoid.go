@@ -34,9 +34,7 @@ const (
 	Session      Type = "ses"
 	Subscription Type = "sub"
 	Event        Type = "evt"
-	Token        Type = "tok" // a single token, such as a refresh token's jti
 	Usage        Type = "use" // one usage record
-	Activity     Type = "act" // one activity log entry
 )
 
 // Valid reports whether t is exactly three lowercase ASCII letters.

@@ -12,7 +12,7 @@ import (
 )
 
 func TestNewFormat(t *testing.T) {
-	for _, typ := range []Type{User, Org, Project, APIKey, Session, Subscription, Event, Token, Usage, Activity, "abc"} {
+	for _, typ := range []Type{User, Org, Project, APIKey, Session, Subscription, Event, Usage, "abc"} {
 		id := New(typ)
 		if len(id) != Len {
 			t.Fatalf("New(%q) = %q: length %d, want %d", typ, id, len(id), Len)
