@@ -10,13 +10,14 @@ import (
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 // twoInstances returns two services over one store, as two server instances over one
 // database, with a shared fake clock and caches that trust an answer for an hour.
 func twoInstances(t *testing.T, cfgA apikey.Config) (a, b *apikey.Service, store *spyStore, clock *fakeClock) {
 	t.Helper()
-	clock = &fakeClock{now: t0}
+	clock = storagetest.NewClock(t0)
 	store = &spyStore{Store: memory.NewKeyStore()}
 	cfgA.Now, cfgA.CacheTTL = clock.Now, time.Hour
 	a = apikey.NewService(store, cfgA)

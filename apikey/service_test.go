@@ -12,6 +12,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 // spyStore counts lookups and can fail or be slowed down.
@@ -54,24 +55,14 @@ func (s *spyStore) batches() [][]apikey.Use {
 	return append([][]apikey.Use(nil), s.marks...)
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// fakeClock is the shared settable test clock.
+type fakeClock = storagetest.Clock
 
 var t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 
 func newService(t *testing.T, cfg apikey.Config) (*apikey.Service, *spyStore, *fakeClock) {
 	t.Helper()
-	clock := &fakeClock{now: t0}
+	clock := storagetest.NewClock(t0)
 	store := &spyStore{Store: memory.NewKeyStore()}
 	if cfg.Now == nil {
 		cfg.Now = clock.Now
@@ -339,7 +330,7 @@ func TestVerifyCache(t *testing.T) {
 
 func TestVerifySeesRotationByAnotherProcess(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
+	clock := storagetest.NewClock(t0)
 	store := &spyStore{Store: memory.NewKeyStore()}
 	a := apikey.NewService(store, apikey.Config{Now: clock.Now})
 	b := apikey.NewService(store, apikey.Config{Now: clock.Now})
@@ -510,7 +501,7 @@ func TestLastUsedIsWrittenInBatches(t *testing.T) {
 }
 
 func TestLastUsedFlushesOnTimerAndReportsErrors(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := storagetest.NewClock(t0)
 	store := &spyStore{Store: memory.NewKeyStore()}
 	s := apikey.NewService(store, apikey.Config{Now: clock.Now, UsedInterval: 5 * time.Millisecond, UsedBatch: 1})
 	ctx := context.Background()
@@ -546,7 +537,7 @@ func TestCloseHonoursContext(t *testing.T) {
 // A last_used_at batch the store refuses is kept and written once the store is back;
 // Close after an outage that is over reports nothing.
 func TestLastUsedSurvivesAStoreOutage(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := storagetest.NewClock(t0)
 	store := &spyStore{Store: memory.NewKeyStore()}
 	s := apikey.NewService(store, apikey.Config{Now: clock.Now, UsedInterval: 5 * time.Millisecond})
 	ctx := context.Background()

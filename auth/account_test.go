@@ -18,23 +18,14 @@ import (
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/mail"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 	"golang.org/x/crypto/bcrypt"
 )
 
 const newPassword = "Another-Good-Pass-7"
 
-// lockedClock is a fake clock safe for the Service's background mail jobs.
-type lockedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *lockedClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *lockedClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// lockedClock is the shared test clock, safe for the Service's background mail jobs.
+type lockedClock = storagetest.Clock
 
 // inbox is a Mailer that keeps what it is given.
 type inbox struct {
@@ -96,7 +87,7 @@ type acctFixture struct {
 
 func newAcct(t testing.TB, edit ...func(*auth.Config)) *acctFixture {
 	t.Helper()
-	clock := &lockedClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := storagetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	is, err := auth.NewIssuer(auth.IssuerConfig{Secret: testSecret, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 // rawClaimsT is what a hand-written golang-jwt integration would use: the same claims.
@@ -21,7 +22,7 @@ type rawClaimsT struct {
 // The Raw benchmarks do the same work with golang-jwt directly, as the baseline for our
 // overhead (target ≤ 10 %).
 func BenchmarkIssueAccess(b *testing.B) {
-	is := newIssuer(b, &fakeClock{t: time.Now()})
+	is := newIssuer(b, storagetest.NewClock(time.Now()))
 	uid, sid := ecoid.New(ecoid.User), ecoid.New(ecoid.Session)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -58,7 +59,7 @@ func rawJTI() string {
 }
 
 func BenchmarkIssueAccessEdDSA(b *testing.B) {
-	is := newEdIssuer(b, &fakeClock{t: time.Now()}, edKey(1), "k1", nil)
+	is := newEdIssuer(b, storagetest.NewClock(time.Now()), edKey(1), "k1", nil)
 	uid, sid := ecoid.New(ecoid.User), ecoid.New(ecoid.Session)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -69,7 +70,7 @@ func BenchmarkIssueAccessEdDSA(b *testing.B) {
 }
 
 func BenchmarkVerifyAccessEdDSA(b *testing.B) {
-	clock := &fakeClock{t: time.Now()}
+	clock := storagetest.NewClock(time.Now())
 	is := newEdIssuer(b, clock, edKey(1), "k1", nil)
 	tok, _, _ := is.Issue(auth.AccessToken, ecoid.New(ecoid.User), ecoid.New(ecoid.Session))
 	b.ReportAllocs()
@@ -81,7 +82,7 @@ func BenchmarkVerifyAccessEdDSA(b *testing.B) {
 }
 
 func BenchmarkVerifyAccess(b *testing.B) {
-	is := newIssuer(b, &fakeClock{t: time.Now()})
+	is := newIssuer(b, storagetest.NewClock(time.Now()))
 	tok, _, _ := is.Issue(auth.AccessToken, ecoid.New(ecoid.User), ecoid.New(ecoid.Session))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -92,7 +93,7 @@ func BenchmarkVerifyAccess(b *testing.B) {
 }
 
 func BenchmarkRawJWTVerify(b *testing.B) {
-	is := newIssuer(b, &fakeClock{t: time.Now()})
+	is := newIssuer(b, storagetest.NewClock(time.Now()))
 	tok, _, _ := is.Issue(auth.AccessToken, ecoid.New(ecoid.User), ecoid.New(ecoid.Session))
 	p := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(), jwt.WithIssuer("nexus"), jwt.WithAudience("nexus"))

@@ -39,7 +39,7 @@ func TestBearerToken(t *testing.T) {
 
 func TestRequireUser(t *testing.T) {
 	clock := newClock()
-	clock.t = time.Now() // cookies compute Max-Age from the wall clock
+	clock.Set(time.Now()) // cookies compute Max-Age from the wall clock
 	is := newIssuer(t, clock)
 	uid, sid := ecoid.New(ecoid.User), ecoid.New(ecoid.Session)
 	access, _, _ := is.Issue(auth.AccessToken, uid, sid)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 // TestLeewayAbsorbsClockSkew is issue 10.10: a token from an instance whose clock runs
@@ -27,7 +28,7 @@ func TestLeewayAbsorbsClockSkew(t *testing.T) {
 			verifier := newIssuerWith(t, base, c.leeway)
 			check := func(skew time.Duration, wantOK bool) {
 				t.Helper()
-				ahead := &fakeClock{t: base.Now().Add(skew)}
+				ahead := storagetest.NewClock(base.Now().Add(skew))
 				tok, _, err := newIssuerWith(t, ahead, c.leeway).Issue(auth.AccessToken, ecoid.New(ecoid.User), ecoid.New(ecoid.Session))
 				if err != nil {
 					t.Fatal(err)

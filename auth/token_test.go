@@ -10,17 +10,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
-// fakeClock is a settable clock for issuers and services.
-type fakeClock struct{ t time.Time }
+// fakeClock is the shared settable test clock.
+type fakeClock = storagetest.Clock
 
-func (c *fakeClock) Now() time.Time          { return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+func newClock() *fakeClock { return storagetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func newIssuer(t testing.TB, clock *fakeClock) *auth.Issuer {
 	t.Helper()

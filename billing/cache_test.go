@@ -11,6 +11,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/billing"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/storage/memory"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
 // countingLoader is a TermsLoader over a map that counts its reads.
@@ -107,7 +108,7 @@ func TestTermsCacheDoesNotCacheErrors(t *testing.T) {
 func TestTermsCacheTTL(t *testing.T) {
 	ctx := context.Background()
 	l := newLoader()
-	clk := &clock{now: testNow}
+	clk := storagetest.NewClock(testNow)
 	c := billing.NewTermsCache(l.load, billing.TermsCacheConfig{TTL: 10 * time.Second, Now: clk.Now})
 	u := ecoid.New(ecoid.User)
 	c.Get(ctx, u)

@@ -19,6 +19,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/storage/memory"
 	"github.com/nexus-ecosystem/nexus/storage/postgres"
 	"github.com/nexus-ecosystem/nexus/storage/postgres/pgtest"
+	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
@@ -65,23 +66,8 @@ func (r *recorder) sent(method, pathPrefix string) []request {
 	return out
 }
 
-// clock is a settable fake clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
+// clock is the shared settable test clock.
+type clock = storagetest.Clock
 
 // fakeUsage is the in-test UsageSource: per-user calls per period.
 type fakeUsage struct {
@@ -152,7 +138,7 @@ func newEnv(t testing.TB, withStripe bool, opts ...func(*billing.Config)) *env {
 
 func newEnvWith(t testing.TB, store billing.Store, withStripe bool, opts ...func(*billing.Config)) *env {
 	t.Helper()
-	e := &env{store: store, clock: &clock{now: testNow}, usage: newUsage()}
+	e := &env{store: store, clock: storagetest.NewClock(testNow), usage: newUsage()}
 	e.cfg = billing.Config{
 		Prices:     billing.PriceIDs{Free: freePrice, Pro: proPrice},
 		SuccessURL: "https://app.example.com/billing/success", CancelURL: "https://app.example.com/billing",
