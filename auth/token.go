@@ -284,7 +284,7 @@ func (is *Issuer) Verify(token string, want TokenType) (Claims, error) {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, ErrTokenExpired)
 		}
-		return Claims{}, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
+		return Claims{}, fmt.Errorf("%w: %s", ErrInvalidToken, DescribeJWTError(err))
 	}
 	if wire.Type != want {
 		return Claims{}, fmt.Errorf("%w: not a %s token", ErrInvalidToken, want)
@@ -330,8 +330,10 @@ func (is *Issuer) key(t *jwt.Token) (any, error) {
 	return nil, errUnknownKID
 }
 
-// reason names a golang-jwt failure without leaking token contents.
-func reason(err error) string {
+// DescribeJWTError names a golang-jwt verification failure in a few words ("expired",
+// "bad signature", "wrong audience", …) without echoing any part of the token, for error
+// messages of verifiers built on golang-jwt (sso's project-token verifier uses it too).
+func DescribeJWTError(err error) string {
 	switch {
 	case errors.Is(err, errUnknownKID):
 		return errUnknownKID.Error()

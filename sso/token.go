@@ -152,7 +152,7 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (ProjectClaims
 		case errors.Is(err, jwt.ErrTokenExpired):
 			return ProjectClaims{}, fmt.Errorf("%w: expired", ErrInvalidToken)
 		default:
-			return ProjectClaims{}, fmt.Errorf("%w: %s", ErrInvalidToken, jwtReason(err))
+			return ProjectClaims{}, fmt.Errorf("%w: %s", ErrInvalidToken, auth.DescribeJWTError(err))
 		}
 	}
 	sub, err := ecoid.Parse(wire.Subject)
@@ -172,30 +172,6 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (ProjectClaims
 		c.IssuedAt = wire.IssuedAt.UTC()
 	}
 	return c, nil
-}
-
-// jwtReason names a golang-jwt failure without echoing the token.
-func jwtReason(err error) string {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "malformed"
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "unverifiable (algorithm not allowed)"
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "bad signature"
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "required claim missing"
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return "wrong issuer"
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return "wrong audience"
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "not valid yet"
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return "used before issued"
-	default:
-		return "rejected"
-	}
 }
 
 // LocalKeys is a KeyFunc over an issuer's own verification keys, for the provider itself.
