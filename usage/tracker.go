@@ -202,7 +202,8 @@ func (t *Tracker) Track(r Record) bool {
 		t.dropped++
 		closed := t.closed
 		t.mu.Unlock()
-		t.drop(&r, closed)
+		refused := r // only a refused record escapes (OnDrop takes a pointer): r stays on the stack
+		t.drop(&refused, closed)
 		return false
 	}
 	t.cur = append(t.cur, r) // within capacity: no allocation

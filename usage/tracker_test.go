@@ -515,3 +515,14 @@ func BenchmarkTrackFull(b *testing.B) {
 	close(block)
 	_ = tr.Close(context.Background())
 }
+
+// TestTrackDoesNotAllocate: Track is on every tracked request; its documented promise is
+// no allocation for an accepted record.
+func TestTrackDoesNotAllocate(t *testing.T) {
+	tr := usage.NewTracker(discardWriter{}, usage.Config{BufferSize: 1 << 12, FlushInterval: time.Hour})
+	defer tr.Close(context.Background())
+	r := benchRecord()
+	if n := testing.AllocsPerRun(500, func() { tr.Track(r) }); n != 0 {
+		t.Fatalf("Track allocates %v times per accepted record", n)
+	}
+}
