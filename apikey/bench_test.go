@@ -61,6 +61,27 @@ func TestVerifyCachedDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestAuthenticateAllocatesOnlyTheRequestCopy: on a cached key, Authenticate costs the
+// copy of the request that carries the new context and the context itself, nothing else.
+func TestAuthenticateAllocatesOnlyTheRequestCopy(t *testing.T) {
+	s, _, _ := newService(t, apikey.Config{})
+	k, plain := create(t, s, apikey.CreateParams{Scopes: []string{"read"}})
+	var seen apikey.Key
+	h := apikey.Authenticate(s, apikey.AuthOptions{})(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		seen, _ = apikey.KeyFrom(r.Context())
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Authorization", "ApiKey "+plain)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if seen.ID != k.ID || !seen.HasScope("read") {
+		t.Fatalf("the handler saw key %+v, want %s", seen, k.ID)
+	}
+	if n := testing.AllocsPerRun(200, func() { h.ServeHTTP(w, req) }); n > 2 {
+		t.Fatalf("Authenticate allocates %v times per request, want at most 2 (the request copy and its context)", n)
+	}
+}
+
 // BenchmarkMiddlewareChain compares a bare handler with the same handler behind
 // Authenticate, RequireScopes and RateLimit (in-process limiter); the difference is the
 // cost of the chain.
