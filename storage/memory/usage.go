@@ -49,7 +49,11 @@ type UsageStore struct {
 	log    []usageRow // arrival order
 	pruned int64      // rows at or before this Unix microsecond may have been dropped
 
-	counts map[periodKey]int64
+	// The period counters are the quota's, on every API request: they have a lock of
+	// their own, so a request never waits for a batch write holding mu.
+	countMu sync.Mutex
+	counts  map[periodKey]int64
+
 	days   map[int32]*dayAgg // by days since the Unix epoch
 	rolled map[int32]bool    // days Aggregate registered as closed
 }
@@ -234,8 +238,8 @@ func (s *UsageStore) Ping(ctx context.Context) error { return ctx.Err() }
 // AddCall implements usage.Counter.
 func (s *UsageStore) AddCall(_ context.Context, user ecoid.ID, period time.Time, limit int64, hardCap bool) (int64, bool, error) {
 	k := periodKey{user, usage.PeriodStart(period)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
 	n := s.counts[k]
 	if hardCap && n >= limit {
 		return n, false, nil
@@ -248,8 +252,8 @@ func (s *UsageStore) AddCall(_ context.Context, user ecoid.ID, period time.Time,
 // RemoveCall implements usage.Counter.
 func (s *UsageStore) RemoveCall(_ context.Context, user ecoid.ID, period time.Time) error {
 	k := periodKey{user, usage.PeriodStart(period)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
 	if s.counts[k] > 0 {
 		s.counts[k]--
 	}
@@ -258,9 +262,10 @@ func (s *UsageStore) RemoveCall(_ context.Context, user ecoid.ID, period time.Ti
 
 // PeriodCalls implements usage.Counter.
 func (s *UsageStore) PeriodCalls(_ context.Context, user ecoid.ID, period time.Time) (int64, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.counts[periodKey{user, usage.PeriodStart(period)}], nil
+	k := periodKey{user, usage.PeriodStart(period)}
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	return s.counts[k], nil
 }
 
 // plan splits [from, to) into the days answered whole from the rollup and the parts
