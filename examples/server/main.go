@@ -27,7 +27,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	logs := newLogBuffer(os.Stderr) // lines are written out together: see logBuffer
+	err := run(ctx, os.Args[1:], os.Getenv, logs, nil)
+	_ = logs.Close()
 	if errors.Is(err, errHelp) {
 		return // -h printed the usage
 	}
@@ -64,6 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	s.requestLog = newRequestLog(logOut) // beside log's lines, in the same JSON shape
 	srv := &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,

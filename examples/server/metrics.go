@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,9 @@ type metrics struct {
 	rateLimit     *prometheus.CounterVec
 	quota         *prometheus.CounterVec
 	webhooks      *prometheus.CounterVec
+
+	requestsBy sync.Map // routeCode → prometheus.Counter: the children of requests
+	durationBy sync.Map // route → prometheus.Observer: the children of duration
 }
 
 // newMetrics registers every metric of the server; db may be nil (in-memory stores).
@@ -91,22 +95,33 @@ func (m *metrics) handler() http.Handler {
 
 // middleware counts and times every request by its route pattern ("GET /api/v1/ping"),
 // which the ServeMux sets on the request; a request no route matched is "unmatched", so
-// scanners cannot grow the label set.
-func (m *metrics) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		route := r.Pattern
-		if route == "" || route == "/" {
-			route = "unmatched"
-		}
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
-		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	})
+// scanners cannot grow the label set. The server's handler does this in observeRequests,
+// beside the request log.
+func (m *metrics) middleware(next http.Handler) http.Handler { return observeRequests(nil, m)(next) }
+
+// routeCode is the label pair of nexus_http_requests_total.
+type routeCode struct {
+	route  string
+	status int
+}
+
+// observe counts one answered request and its latency. The children of the vectors are
+// kept in sync.Maps: WithLabelValues hashes and compares every label on each call, and
+// this runs on every request (the label set is bounded: route patterns and status codes).
+func (m *metrics) observe(route string, status int, took time.Duration) {
+	if route == "" || route == "/" {
+		route = "unmatched"
+	}
+	c, ok := m.requestsBy.Load(routeCode{route, status})
+	if !ok {
+		c, _ = m.requestsBy.LoadOrStore(routeCode{route, status}, m.requests.WithLabelValues(route, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
+	o, ok := m.durationBy.Load(route)
+	if !ok {
+		o, _ = m.durationBy.LoadOrStore(route, m.duration.WithLabelValues(route))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
 }
 
 // onWebhook is billing's OnWebhook hook.
@@ -120,50 +135,77 @@ func (m *metrics) onWebhook(_ context.Context, res billing.WebhookResult, err er
 
 // verifier counts the key verifications of v.
 func (m *metrics) verifier(v apikey.Verifier) apikey.Verifier {
-	return countingVerifier{v, m.verifications}
+	cv := countingVerifier{next: v}
+	for i, r := range verifyResults {
+		cv.byResult[i] = m.verifications.WithLabelValues(r)
+	}
+	return cv
 }
 
+// verifyResults are the values of nexus_apikey_verifications_total's result label, in
+// the order verifyResult indexes them.
+var verifyResults = [...]string{"valid", "malformed", "revoked", "expired", "invalid", "error"}
+
+// countingVerifier counts through children resolved once, not WithLabelValues per call.
 type countingVerifier struct {
-	next apikey.Verifier
-	c    *prometheus.CounterVec
+	next     apikey.Verifier
+	byResult [len(verifyResults)]prometheus.Counter
 }
 
 var _ apikey.Verifier = countingVerifier{}
 
 func (v countingVerifier) Verify(ctx context.Context, plain string) (apikey.Key, error) {
 	k, err := v.next.Verify(ctx, plain)
-	v.c.WithLabelValues(verifyResult(err)).Inc()
+	v.byResult[verifyResult(err)].Inc()
 	return k, err
 }
 
-func verifyResult(err error) string {
+// verifyResult is the index in verifyResults of err's result.
+func verifyResult(err error) int {
 	switch {
 	case err == nil:
-		return "valid"
+		return 0
 	case errors.Is(err, apikey.ErrMalformed):
-		return "malformed"
+		return 1
 	case errors.Is(err, apikey.ErrRevoked):
-		return "revoked"
+		return 2
 	case errors.Is(err, apikey.ErrExpired):
-		return "expired"
+		return 3
 	case errors.Is(err, apikey.ErrInvalidKey), errors.Is(err, apikey.ErrNotFound):
-		return "invalid"
+		return 4
 	}
-	return "error"
+	return 5
 }
 
 // admission counts the decisions of a, keeping its Refund when it has one.
 func (m *metrics) admission(a guard.Admission) guard.Admission {
-	c := countingAdmission{a, m}
+	c := countingAdmission{next: a, counters: &admissionCounters{
+		allowed:       m.admissions.WithLabelValues("allowed"),
+		rateLimited:   m.admissions.WithLabelValues("rate_limited"),
+		quotaExceeded: m.admissions.WithLabelValues("quota_exceeded"),
+		failed:        m.admissions.WithLabelValues("error"),
+		rateAllowed:   m.rateLimit.WithLabelValues("allowed"),
+		rateRefused:   m.rateLimit.WithLabelValues("refused"),
+		quotaAllowed:  m.quota.WithLabelValues("allowed"),
+		quotaOver:     m.quota.WithLabelValues("over"),
+		quotaRefused:  m.quota.WithLabelValues("refused"),
+	}}
 	if rf, ok := a.(guard.Refunder); ok {
 		return refundingAdmission{c, rf}
 	}
 	return c
 }
 
+// admissionCounters are the children countingAdmission counts with, resolved once.
+type admissionCounters struct {
+	allowed, rateLimited, quotaExceeded, failed prometheus.Counter
+	rateAllowed, rateRefused                    prometheus.Counter
+	quotaAllowed, quotaOver, quotaRefused       prometheus.Counter
+}
+
 type countingAdmission struct {
-	next guard.Admission
-	m    *metrics
+	next     guard.Admission
+	counters *admissionCounters
 }
 
 type refundingAdmission struct {
@@ -178,32 +220,32 @@ var (
 
 func (a countingAdmission) Admit(ctx context.Context, k apikey.Key) (guard.Decision, error) {
 	d, err := a.next.Admit(ctx, k)
-	m := a.m
+	c := a.counters
 	switch {
 	case err != nil:
-		m.admissions.WithLabelValues("error").Inc()
+		c.failed.Inc()
 		return d, err
 	case d.Allowed:
-		m.admissions.WithLabelValues("allowed").Inc()
+		c.allowed.Inc()
 	case d.Refused == guard.QuotaExceeded:
-		m.admissions.WithLabelValues("quota_exceeded").Inc()
+		c.quotaExceeded.Inc()
 	default:
-		m.admissions.WithLabelValues("rate_limited").Inc()
+		c.rateLimited.Inc()
 	}
 	if d.Rate.Limit > 0 { // the rate limit was consulted
 		if d.Refused == guard.RateLimited {
-			m.rateLimit.WithLabelValues("refused").Inc()
+			c.rateRefused.Inc()
 		} else {
-			m.rateLimit.WithLabelValues("allowed").Inc()
+			c.rateAllowed.Inc()
 		}
 	}
 	switch {
 	case d.Refused == guard.QuotaExceeded:
-		m.quota.WithLabelValues("refused").Inc()
+		c.quotaRefused.Inc()
 	case d.Quota.Limit >= 0 && d.Quota.Used > d.Quota.Limit:
-		m.quota.WithLabelValues("over").Inc()
+		c.quotaOver.Inc()
 	default:
-		m.quota.WithLabelValues("allowed").Inc()
+		c.quotaAllowed.Inc()
 	}
 	return d, nil
 }

@@ -35,9 +35,11 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack of the underlying writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// logRequests logs one line per request: method, path (never the query, which may carry
-// secrets), status, size and duration.
-func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
+// observeRequests is the server's outermost view of each request: with log set, the
+// request log (one line per request, see requestLog), and with m set, the request counter
+// and latency histogram by route pattern. Both read one recorder and one clock, which
+// matters on a route that serves tens of thousands of requests a second.
+func observeRequests(log *requestLog, m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -46,10 +48,13 @@ func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
 			if rec.status == 0 {
 				rec.status = http.StatusOK
 			}
-			log.LogAttrs(r.Context(), levelFor(rec.status), "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
-				slog.Duration("duration", time.Since(start)))
+			took := time.Since(start)
+			if m != nil {
+				m.observe(r.Pattern, rec.status, took)
+			}
+			if log != nil {
+				log.log(start.Add(took), r, rec.status, rec.bytes, took)
+			}
 		})
 	}
 }
@@ -58,7 +63,7 @@ func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
 // logs it. When the response had already started, a second body would corrupt it, so the
 // connection is aborted instead (http.ErrAbortHandler), and the client sees a broken
 // response rather than a complete-looking one. http.ErrAbortHandler from a handler is
-// re-raised, as net/http expects. It sits inside logRequests, whose recorder tells it
+// re-raised, as net/http expects. It sits inside observeRequests, whose recorder tells it
 // whether the response has started.
 func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
@@ -80,12 +85,4 @@ func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// levelFor logs server errors as errors and everything else as information.
-func levelFor(status int) slog.Level {
-	if status >= 500 {
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }

@@ -12,7 +12,7 @@ import (
 func TestPanicBeforeTheResponseIsA500WithoutInternals(t *testing.T) {
 	var logs strings.Builder
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	h := logRequests(log)(recoverPanics(log)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	h := observeRequests(newRequestLog(&logs), nil)(recoverPanics(log)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("secret internal detail")
 	})))
 	w := httptest.NewRecorder()
@@ -27,7 +27,7 @@ func TestPanicBeforeTheResponseIsA500WithoutInternals(t *testing.T) {
 
 func TestPanicAfterTheResponseStartedAbortsIt(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h := logRequests(log)(recoverPanics(log)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := observeRequests(newRequestLog(io.Discard), nil)(recoverPanics(log)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(`{"partial":`))
 		panic("half way")

@@ -18,12 +18,13 @@ import (
 // they read).
 type router struct {
 	mux      *http.ServeMux
-	methods  []string // every method some route uses, sorted
-	patterns []string // every pattern registered, in order (openapi_test.go compares them with openapi.yaml)
+	exact    map[methodPath]exactRoute // {"GET", "/api/v1/ping"} → its route: patterns without wildcards
+	methods  []string                  // every method some route uses, sorted
+	patterns []string                  // every pattern registered, in order (openapi_test.go compares them with openapi.yaml)
 }
 
 func newRouter() *router {
-	rt := &router{mux: http.NewServeMux()}
+	rt := &router{mux: http.NewServeMux(), exact: map[methodPath]exactRoute{}}
 	// The catch-all matches only what no route matches, so it never slows a routed request.
 	rt.mux.HandleFunc("/", rt.unmatched)
 	return rt
@@ -39,8 +40,18 @@ func (rt *router) Handle(pattern string, h http.Handler) {
 		rt.methods = append(rt.methods, method)
 		slices.Sort(rt.methods)
 	}
-	rt.mux.Handle(pattern, limitDeclaredBody(h))
+	h = limitDeclaredBody(h)
+	rt.mux.Handle(pattern, h)
 	rt.patterns = append(rt.patterns, pattern)
+	if path := pattern[len(method)+1:]; !strings.ContainsAny(path, "{ ") && strings.HasPrefix(path, "/") && !strings.HasSuffix(path, "/") {
+		rt.exact[methodPath{method, path}] = exactRoute{pattern, h}
+	}
+}
+
+// exactRoute is a route whose pattern is a literal path.
+type exactRoute struct {
+	pattern string
+	h       http.Handler
 }
 
 // Patterns returns every pattern registered with Handle, in order.
@@ -49,7 +60,26 @@ func (rt *router) Patterns() []string { return slices.Clone(rt.patterns) }
 // HandleFunc registers f for pattern (see Handle).
 func (rt *router) HandleFunc(pattern string, f http.HandlerFunc) { rt.Handle(pattern, f) }
 
-func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.ServeHTTP(w, r) }
+// ServeHTTP serves a request whose method and path are exactly those of a literal
+// pattern from a map, and every other request through the ServeMux. The map gives the
+// answer the ServeMux would: a literal pattern is the most specific one for its path
+// (the ServeMux refuses conflicting registrations), and only a path without escapes
+// (RawPath empty, so Path is what the ServeMux matches) that is already clean can equal
+// a registered one. HEAD, which the ServeMux also serves with GET routes, and anything
+// unusual go to the ServeMux. It spares the API routes the ServeMux's tree walk.
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.RawPath == "" {
+		if e, ok := rt.exact[methodPath{r.Method, r.URL.Path}]; ok {
+			r.Pattern = e.pattern
+			e.h.ServeHTTP(w, r)
+			return
+		}
+	}
+	rt.mux.ServeHTTP(w, r)
+}
+
+// methodPath is the key of router.exact.
+type methodPath struct{ method, path string }
 
 // unmatched answers a request no route matched: 405 with the methods the path has
 // routes for, or 404 when it has none.

@@ -13,8 +13,8 @@ func (s *services) handler() http.Handler {
 	return chain(s.routes(),
 		// The client behind trusted proxies (NEXUS_TRUSTED_PROXIES), for throttle and logs.
 		auth.TrustProxies(s.cfg.TrustedProxies),
-		logRequests(s.log),   // one line per request, with the final status
-		s.metrics.middleware, // requests by route pattern and status, latency
+		// One line per request with the final status; requests and latency by route.
+		observeRequests(s.requestLog, s.metrics),
 		recoverPanics(s.log), // inside the log, so a panic's 500 is logged
 		s.csrf,               // cross-origin cookie requests refused before any route
 	)

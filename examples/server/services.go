@@ -70,6 +70,10 @@ type services struct {
 	// service, the tracker, and billing's quotas with the key's rate limit.
 	protect func(scopes ...string) func(http.Handler) http.Handler
 
+	// requestLog writes the request log; nil (as newServices leaves it) logs no requests.
+	// run sets it to the process's log output.
+	requestLog *requestLog
+
 	csrf func(http.Handler) http.Handler // crossOrigin over cfg.TrustedOrigins
 
 	mailerName string // "none" until a mailer is configured; for the start-up log

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// TestRouterFastPathAnswersAsTheServeMux sends the same requests to the router (whose
+// literal patterns are served from a map) and to its ServeMux alone: the handler chosen,
+// the pattern on the request and the answer must be the same for every one.
+func TestRouterFastPathAnswersAsTheServeMux(t *testing.T) {
+	rt := newRouter()
+	for _, p := range []string{"GET /api/v1/ping", "POST /api/v1/ping", "GET /api/keys", "GET /api/keys/{id}",
+		"DELETE /api/keys/{id}", "GET /files/", "GET /exact/{$}", "GET /api/v1/ping/deeper"} {
+		rt.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Route", p)
+			w.Header().Set("X-Pattern", r.Pattern)
+			w.Header().Set("X-Id", r.PathValue("id"))
+		})
+	}
+	if len(rt.exact) != 4 {
+		t.Fatalf("%d literal patterns in the map, want 4 (the ones without wildcards or a trailing slash)", len(rt.exact))
+	}
+	for _, c := range []struct{ method, target string }{
+		{"GET", "/api/v1/ping"}, {"POST", "/api/v1/ping"}, {"HEAD", "/api/v1/ping"}, {"PUT", "/api/v1/ping"},
+		{"GET", "/api/v1/ping/"}, {"GET", "/api/v1//ping"}, {"GET", "/api/v1/./ping"}, {"GET", "/api/v1/p%69ng"},
+		{"GET", "/api%2Fv1/ping"}, {"GET", "/api/v1/ping?x=1"}, {"GET", "/api/keys"}, {"GET", "/api/keys/"},
+		{"GET", "/api/keys/k1"}, {"DELETE", "/api/keys/k1"}, {"GET", "/files/a/b"}, {"GET", "/files"},
+		{"GET", "/exact/"}, {"GET", "/exact"}, {"GET", "/api/v1/ping/deeper"}, {"GET", "/API/V1/PING"},
+		{"OPTIONS", "/api/v1/ping"}, {"GET", "/nope"},
+	} {
+		req := func() *http.Request { return httptest.NewRequest(c.method, "http://example.com"+c.target, nil) }
+		fast, slow := httptest.NewRecorder(), httptest.NewRecorder()
+		rt.ServeHTTP(fast, req())
+		rt.mux.ServeHTTP(slow, req())
+		for _, h := range []string{"X-Route", "X-Pattern", "X-Id", "Location", "Allow"} {
+			if fast.Header().Get(h) != slow.Header().Get(h) {
+				t.Errorf("%s %s: %s %q, the ServeMux says %q", c.method, c.target, h, fast.Header().Get(h), slow.Header().Get(h))
+			}
+		}
+		if fast.Code != slow.Code || fast.Body.String() != slow.Body.String() {
+			t.Errorf("%s %s: %d %q, the ServeMux says %d %q", c.method, c.target, fast.Code, fast.Body, slow.Code, slow.Body)
+		}
+	}
+}
