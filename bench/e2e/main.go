@@ -2,7 +2,11 @@
 // measure it: wrk drives GET /api/v1/ping over many connections against a bare net/http
 // handler that answers the same JSON, the server on in-memory stores, and the server with
 // PostgreSQL as its only store, one after the other on the same machine, with one hot key
-// of a Pro user and with 1,000 keys (10 each of 100 Pro users). It prints a Markdown table.
+// of a Pro user and with 1,000 keys (10 each of 100 Pro users). It prints a Markdown table:
+// each target's rate and the CPU time its process spent per answered request (medians of
+// the rounds), and each ratio as the median of the ratios within a round, whose runs
+// follow each other within a minute: on a shared host the machine's speed drifts between
+// rounds far more than within one.
 //
 //	go run ./e2e -postgres "$NEXUS_TEST_POSTGRES" -stripe http://127.0.0.1:12111 -rounds 3
 //
@@ -97,6 +101,7 @@ type result struct {
 	rps        float64
 	non2xx     int64
 	total      int64
+	cpuPerReq  float64 // the target process's CPU time (user and system) per answered request, µs
 }
 
 func run(pg, stripeURL string, conns, threads int, dur time.Duration, modes []string, rounds int) error {
@@ -133,24 +138,22 @@ func run(pg, stripeURL string, conns, threads int, dur time.Duration, modes []st
 				if r == nil {
 					continue
 				}
-				id := r.mode + " " + r.keys
+				id := r.id()
 				if round == 0 {
 					order = append(order, id)
 				}
 				runs[id] = append(runs[id], *r)
-				fmt.Fprintf(os.Stderr, "round %d: %s: %.0f req/s (%d of %d not 2xx)\n", round+1, id, r.rps, r.non2xx, r.total)
+				fmt.Fprintf(os.Stderr, "round %d: %s: %.0f req/s, %.1f µs CPU per request (%d of %d not 2xx)\n",
+					round+1, id, r.rps, r.cpuPerReq, r.non2xx, r.total)
 			}
 		}
 	}
-	var results []result
-	for _, id := range order {
-		rs := runs[id]
-		sort.Slice(rs, func(i, j int) bool { return rs[i].rps < rs[j].rps })
-		results = append(results, rs[len(rs)/2])
-	}
-	report(results, conns, dur)
+	report(order, runs, conns, dur)
 	return nil
 }
+
+// id names a target: its mode and number of keys.
+func (r result) id() string { return r.mode + " " + r.keys }
 
 // measure starts one target, prepares its keys, and runs wrk against it.
 func measure(mode string, nkeys int, server, dir, pg, stripeURL, price string, conns, threads int, dur time.Duration) (*result, error) {
@@ -201,9 +204,20 @@ func measure(mode string, nkeys int, server, dir, pg, stripeURL, price string, c
 	if _, err := wrk(base, script, conns, threads, 2*time.Second); err != nil {
 		return nil, err
 	}
+	cpu0, err := processCPU(cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
 	r, err := wrk(base, script, conns, threads, dur)
 	if err != nil {
 		return nil, err
+	}
+	cpu1, err := processCPU(cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	if r.total > 0 {
+		r.cpuPerReq = (cpu1 - cpu0).Seconds() * 1e6 / float64(r.total)
 	}
 	r.mode = mode
 	r.keys = fmt.Sprintf("%d key", nkeys)
@@ -456,43 +470,94 @@ func wrk(base, script string, conns, threads int, dur time.Duration) (*result, e
 	return r, nil
 }
 
-func report(rs []result, conns int, dur time.Duration) {
-	var bare, mem1, memN float64
-	for _, r := range rs {
-		switch {
-		case r.mode == "bare":
-			bare = r.rps
-		case r.mode == "memory" && r.keys == "1 key":
-			mem1 = r.rps
-		case r.mode == "memory":
-			memN = r.rps
+// report prints the table. Each target's rate and CPU are the medians of its rounds;
+// each ratio is the median of the ratios within a round (both runs of a ratio share
+// that round's state of the machine, which drifts between rounds on a shared host).
+func report(order []string, runs map[string][]result, conns int, dur time.Duration) {
+	rounds := len(runs[order[0]])
+	fmt.Printf("wrk, %d connections, %v per run after a 2 s warm-up, GET /api/v1/ping; %d rounds, medians\n\n", conns, dur, rounds)
+	fmt.Println("| target | keys | req/s | server CPU per request | not 2xx | vs bare | vs memory |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, id := range order {
+		rs := runs[id]
+		r := rs[0]
+		rps := median(rs, func(r result) float64 { return r.rps })
+		cpu := median(rs, func(r result) float64 { return r.cpuPerReq })
+		var non2xx, total int64
+		for _, x := range rs {
+			non2xx, total = non2xx+x.non2xx, total+x.total
 		}
-	}
-	fmt.Printf("wrk, %d connections, %v per run, GET /api/v1/ping; medians of the rounds\n\n", conns, dur)
-	fmt.Println("| target | keys | req/s | not 2xx | vs bare | vs memory |")
-	fmt.Println("|---|---|---|---|---|---|")
-	for _, r := range rs {
 		vsBare, vsMem := "", ""
-		if bare > 0 && r.mode != "bare" {
-			vsBare = fmt.Sprintf("%.2fx", r.rps/bare)
+		if r.mode != "bare" {
+			vsBare = ratio(rs, runs["bare 1 key"])
 		}
-		mem := mem1
-		if r.keys != "1 key" {
-			mem = memN
-		}
-		if r.mode == "postgres" && mem > 0 {
-			vsMem = fmt.Sprintf("%.2fx", r.rps/mem)
+		if r.mode == "postgres" {
+			vsMem = ratio(rs, runs["memory "+r.keys])
 		}
 		share := "0"
-		if r.total > 0 && r.non2xx > 0 {
-			share = fmt.Sprintf("%.0f%%", 100*float64(r.non2xx)/float64(r.total))
+		if total > 0 && non2xx > 0 {
+			share = fmt.Sprintf("%.2g%%", 100*float64(non2xx)/float64(total))
 		}
 		keys := r.keys
 		if r.mode == "bare" {
 			keys = "—"
 		}
-		fmt.Printf("| %s | %s | %.0f | %s | %s | %s |\n", r.mode, keys, r.rps, share, vsBare, vsMem)
+		fmt.Printf("| %s | %s | %.0f | %.1f µs | %s | %s | %s |\n", r.mode, keys, rps, cpu, share, vsBare, vsMem)
 	}
+}
+
+// median returns the median of f over rs.
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+// ratio is the median over rounds of a's rate over b's in the same round, with the
+// rounds' own ratios: "0.86x (0.84, 0.86, 0.90)".
+func ratio(a, b []result) string {
+	if len(b) != len(a) {
+		return ""
+	}
+	v := make([]float64, len(a))
+	for i := range a {
+		v[i] = a[i].rps / b[i].rps
+	}
+	each := make([]string, len(v))
+	for i, x := range v {
+		each[i] = fmt.Sprintf("%.2f", x)
+	}
+	sort.Float64s(v)
+	if len(v) == 1 {
+		return fmt.Sprintf("%.2fx", v[0])
+	}
+	return fmt.Sprintf("%.2fx (%s)", v[len(v)/2], strings.Join(each, ", "))
+}
+
+// processCPU is the CPU time (user and system) the process has used, from /proc.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("CPU time of the target: %w", err)
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces:
+	// utime and stime are the 14th and 15th fields of the line, in clock ticks (100/s
+	// on Linux, which is what _SC_CLK_TCK is everywhere Go runs on it).
+	rest := string(b)
+	rest = rest[strings.LastIndexByte(rest, ')')+1:]
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("CPU time of the target: short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("CPU time of the target: %w", err)
+	}
+	return time.Duration(utime+stime) * (time.Second / 100), nil
 }
 
 func randHex(n int) string {

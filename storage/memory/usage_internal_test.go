@@ -133,3 +133,27 @@ func BenchmarkUsageHistory30Days(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUsageWriteBatch is the store's cost per record as the tracker writes it:
+// batches of 100 records of one user and route, into a store already holding many rows.
+func BenchmarkUsageWriteBatch(b *testing.B) {
+	ctx := context.Background()
+	user := ecoid.New(ecoid.User)
+	recs := usageRecords(user, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 200_000, time.Millisecond)
+	s := NewUsageStore()
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if i+100 > len(recs) {
+			b.StopTimer()
+			s, i = NewUsageStore(), 0
+			b.StartTimer()
+		}
+		if err := s.WriteBatch(ctx, recs[i:i+100]); err != nil {
+			b.Fatal(err)
+		}
+		i += 100
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/record")
+}
