@@ -66,14 +66,10 @@ func (s *services) hear(e fanout.Event) {
 	case fanout.PlanChanged:
 		// The quota leases need nothing: a lease taken under another limit is given
 		// back by the first call that sees the new terms.
-		if s.terms != nil {
-			s.terms.Invalidate(ecoid.ID(e.User))
-		}
+		s.terms.Invalidate(ecoid.ID(e.User))
 	case fanout.Gap: // events may have been lost: nothing cached may outlive them
 		s.keys.PurgeCache()
-		if s.terms != nil {
-			s.terms.Purge()
-		}
+		s.terms.Purge()
 	}
 }
 
@@ -98,20 +94,19 @@ func (s *services) keyChanged(ctx context.Context, id ecoid.ID) {
 
 // planChanged is billing.Config.OnPlanChange: the plan of user changed.
 func (s *services) planChanged(ctx context.Context, user ecoid.ID) {
-	if s.terms != nil {
-		s.terms.Invalidate(user)
-	}
+	s.terms.Invalidate(user)
 	s.publish(ctx, fanout.Event{Kind: fanout.PlanChanged, User: string(user)})
 }
 
-// admission returns the quota and rate-limit decision of the API-key chain. In memory it
-// is guard's default over the in-process stores. With PostgreSQL it is the hot path: plan
-// terms from a cache the bus keeps fresh, the quota from leases of calls, the rate limit
+// admission returns the quota and rate-limit decision of the API-key chain, with plan
+// terms from a cache that planChanged (and the bus) keeps fresh. In memory it is guard's
+// default over the in-process stores. With PostgreSQL it is the hot path: the quota from
+// leases of calls, the rate limit
 // from leases of GCRA tokens (or Redis with -redis), every store call under
 // guard.DefaultBudget so a slow database is answered 503 at once.
 func (s *services) admission() guard.Admission {
 	if s.db == nil {
-		return guard.NewLimits(s.limiter, s.usageStore, s.billing.QuotaFor)
+		return guard.NewLimits(s.limiter, s.usageStore, s.terms.QuotaFor)
 	}
 	limiter := s.limiter
 	if pl, ok := s.limiter.(*postgres.Limiter); ok {

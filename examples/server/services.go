@@ -293,9 +293,9 @@ func (s *services) initBilling() {
 		}
 	}
 	s.billing, s.billingStore = billing.NewService(store, cfg), store
-	if s.db != nil { // the hot path's plan lookup, kept fresh by planChanged and the bus
-		s.terms = billing.NewTermsCache(s.termsLoader, billing.TermsCacheConfig{})
-	}
+	// The hot path's plan lookup, kept fresh by planChanged and the bus. In memory too:
+	// a hit reads no lock, where the store's read lock was a shared write per request.
+	s.terms = billing.NewTermsCache(s.termsLoader, billing.TermsCacheConfig{Now: bc.Now})
 	s.onRegister = append(s.onRegister, func(ctx context.Context, u auth.User) error {
 		_, err := s.billing.EnsureFreeSubscription(ctx, u.ID, u.Email)
 		return err
