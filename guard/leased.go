@@ -90,6 +90,10 @@ func (l *Leased) Refund(ctx context.Context, key apikey.Key, d Decision) {
 	}
 }
 
+// giveBack returns a call taken for a request that was then refused or never delivered.
+// The LeasedCounter puts it back into its lease, or queues it for retry when the store
+// it must go to fails (and logs a release it had to drop), so its error needs nothing
+// more here.
 func (l *Leased) giveBack(ctx context.Context, key apikey.Key, period time.Time) {
 	_ = l.counter.RemoveCall(context.WithoutCancel(ctx), key.Owner, period)
 }

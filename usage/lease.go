@@ -92,8 +92,9 @@ type LeaseConfig struct {
 // what this instance has not written and subtracts what it holds unused, so it is exact
 // once every instance has returned its leases. It is safe for concurrent use.
 type LeasedCounter struct {
-	store BlockCounter
-	cfg   LeaseConfig
+	store    BlockCounter
+	cfg      LeaseConfig
+	releases *ReleaseRetrier // the store's RemoveCall, retried in the background when it fails
 
 	leases  sync.Map // periodKey → *lease
 	pending sync.Map // periodKey → *pendingCalls
@@ -152,7 +153,8 @@ func NewLeasedCounter(store BlockCounter, cfg LeaseConfig) *LeasedCounter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &LeasedCounter{store: store, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &LeasedCounter{store: store, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{}),
+		releases: RetryReleases(store, ReleaseRetryConfig{Logger: cfg.Logger, Timeout: max(cfg.Budget, 2*time.Second)})}
 	go c.background()
 	return c
 }
@@ -271,7 +273,9 @@ func (c *LeasedCounter) returnCalls(k periodKey, n int64) {
 
 // RemoveCall implements Counter. A released call comes off this instance's calls not
 // yet written when there are some; otherwise it goes back into the lease for the period
-// (it is counted in the store), or to the store when there is none.
+// (it is counted in the store), or to the store when there is none. A release the store
+// fails to take (it is down) is not lost: it is queued and retried in the background
+// until the store takes it (see ReleaseRetrier), and Close waits for the queue.
 func (c *LeasedCounter) RemoveCall(ctx context.Context, user ecoid.ID, period time.Time) error {
 	k := periodKey{user, PeriodStart(period)}
 	if v, ok := c.pending.Load(k); ok {
@@ -294,7 +298,9 @@ func (c *LeasedCounter) RemoveCall(ctx context.Context, user ecoid.ID, period ti
 		}
 		l.mu.Unlock()
 	}
-	return c.store.RemoveCall(ctx, user, period)
+	ctx, cancel := c.budget(ctx)
+	defer cancel()
+	return c.releases.RemoveCall(ctx, user, period) // queued and retried if the store fails
 }
 
 // PeriodCalls implements Counter: the store's count, plus the calls this instance has not
@@ -490,6 +496,10 @@ func (c *LeasedCounter) Close(ctx context.Context) error {
 		close(c.stop)
 		<-c.done
 		err = c.Flush(ctx)
+		if werr := c.releases.Wait(ctx); werr != nil {
+			st := c.releases.Stats()
+			err = errors.Join(err, fmt.Errorf("usage: %d quota releases not applied: %w", st.Pending, werr))
+		}
 	})
 	return err
 }

@@ -2,7 +2,9 @@ package usage_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,4 +73,62 @@ func ExampleNewLeasedCounter() {
 	// true 1
 	// true 0
 	// false 0
+}
+
+// downRemoves is a BlockCounter whose RemoveCall fails while down is set.
+type downRemoves struct {
+	*memory.UsageStore
+	down atomic.Bool
+}
+
+func (d *downRemoves) RemoveCall(ctx context.Context, user ecoid.ID, period time.Time) error {
+	if d.down.Load() {
+		return errors.New("store down")
+	}
+	return d.UsageStore.RemoveCall(ctx, user, period)
+}
+
+// A release that reaches the store while it is down is retried until it is applied, and
+// Close waits for it: a refused or undelivered request is never left charged.
+func TestLeasedCounterRetriesAReleaseTheStoreRefused(t *testing.T) {
+	ctx := context.Background()
+	store := &downRemoves{UsageStore: memory.NewUsageStore()}
+	c := usage.NewLeasedCounter(store, usage.LeaseConfig{})
+	user := ecoid.New(ecoid.User)
+	now := time.Now()
+	if _, _, err := store.AddCall(ctx, user, now, 0, false); err != nil { // counted, no lease here
+		t.Fatal(err)
+	}
+	store.down.Store(true)
+	if err := c.RemoveCall(ctx, user, now); err != nil {
+		t.Fatalf("RemoveCall with the store down = %v, want nil (queued for retry)", err)
+	}
+	if n, _ := store.PeriodCalls(ctx, user, now); n != 1 {
+		t.Fatalf("count while down: %d, want 1", n)
+	}
+	store.down.Store(false)
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Close(closeCtx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n, _ := store.PeriodCalls(ctx, user, now); n != 0 {
+		t.Fatalf("count after recovery: %d, want 0: the release was lost", n)
+	}
+}
+
+// Close reports releases it could not apply before its context ended.
+func TestLeasedCounterCloseReportsReleasesNotApplied(t *testing.T) {
+	ctx := context.Background()
+	store := &downRemoves{UsageStore: memory.NewUsageStore()}
+	c := usage.NewLeasedCounter(store, usage.LeaseConfig{})
+	user := ecoid.New(ecoid.User)
+	_, _, _ = store.AddCall(ctx, user, time.Now(), 0, false)
+	store.down.Store(true)
+	_ = c.RemoveCall(ctx, user, time.Now())
+	closeCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := c.Close(closeCtx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a release still queued = %v, want it reported", err)
+	}
 }
