@@ -117,7 +117,7 @@ func (l *Limits) Admit(ctx context.Context, key apikey.Key) (Decision, error) {
 	now := l.now()
 	period := usage.PeriodStart(now)
 	capped := hard && limit >= 0
-	d := Decision{Quota: QuotaState{Limit: limit, HardCap: hard, RetryAfter: usage.PeriodEnd(now).Sub(now)}}
+	d := Decision{Quota: QuotaState{Limit: limit, HardCap: hard, RetryAfter: period.AddDate(0, 1, 0).Sub(now)}}
 	if capped {
 		used, err := l.counter.PeriodCalls(ctx, key.Owner, period)
 		if err != nil {

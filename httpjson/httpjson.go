@@ -36,8 +36,11 @@ func Write(w http.ResponseWriter, status int, v any) {
 		body = []byte(`{"error":{"code":"internal_error","message":"internal error"}}`)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
+	// Both values in one allocation (Header.Set makes one per value); the keys are
+	// already canonical, and each slice is capped, so an Add appends to a copy.
+	vals := make([]string, 2)
+	vals[0], vals[1] = "application/json; charset=utf-8", "nosniff"
+	h["Content-Type"], h["X-Content-Type-Options"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }
