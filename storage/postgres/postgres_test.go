@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -16,27 +17,36 @@ import (
 	"github.com/nexus-ecosystem/nexus/storage/storagetest"
 )
 
+// TestConformance runs the store conformance suite on pools from postgres.Open
+// (binary_parameters on: one round trip per statement).
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storagetest.Stores {
-		db := pgtest.New(t)
-		return storagetest.Stores{
-			Auth:    postgres.NewAuthStore(db),
-			APIKeys: postgres.NewKeyStore(db),
-			Limiter: func(now func() time.Time) apikey.Limiter {
-				// The concurrency tests fire hundreds of decisions at once; a bounded
-				// pool queues them instead of exhausting the server's connections.
-				db.SetMaxOpenConns(16)
-				return postgres.NewLimiter(db, postgres.WithClock(now))
-			},
-			Usage:   postgres.NewUsageStore(db),
-			Billing: postgres.NewBillingStore(db),
-			SSO:     postgres.NewSSOStore(db),
+	storagetest.Run(t, func(t *testing.T) storagetest.Stores { return stores(t, pgtest.New(t)) })
+}
 
-			// A second pool on the same schema stands for another instance.
-			Throttle:     postgres.NewThrottleStore(db),
-			ThrottlePeer: postgres.NewThrottleStore(pgtest.Peer(t, db)),
-		}
-	})
+// TestConformanceTextParameters runs it again on pools that send parameters as text, as
+// a *sql.DB from the caller's own sql.Open does.
+func TestConformanceTextParameters(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storagetest.Stores { return stores(t, pgtest.NewTextParameters(t)) })
+}
+
+func stores(t *testing.T, db *sql.DB) storagetest.Stores {
+	return storagetest.Stores{
+		Auth:    postgres.NewAuthStore(db),
+		APIKeys: postgres.NewKeyStore(db),
+		Limiter: func(now func() time.Time) apikey.Limiter {
+			// The concurrency tests fire hundreds of decisions at once; a bounded
+			// pool queues them instead of exhausting the server's connections.
+			db.SetMaxOpenConns(16)
+			return postgres.NewLimiter(db, postgres.WithClock(now))
+		},
+		Usage:   postgres.NewUsageStore(db),
+		Billing: postgres.NewBillingStore(db),
+		SSO:     postgres.NewSSOStore(db),
+
+		// A second pool on the same schema stands for another instance.
+		Throttle:     postgres.NewThrottleStore(db),
+		ThrottlePeer: postgres.NewThrottleStore(pgtest.Peer(t, db)),
+	}
 }
 
 func TestOpenReportsUnreachableServer(t *testing.T) {

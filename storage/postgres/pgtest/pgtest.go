@@ -17,10 +17,22 @@ import (
 )
 
 // New returns a connection pool whose search_path is a new, migrated schema, dropped when
-// the test ends.
+// the test ends. It is opened with postgres.Open, so with binary_parameters on.
 func New(t testing.TB) *sql.DB {
 	t.Helper()
-	db := NewUnmigrated(t)
+	return migrated(t, NewUnmigrated(t))
+}
+
+// NewTextParameters is New for a pool that sends every parameter as text (lib/pq's
+// default, binary_parameters=no): the pool a caller gets from sql.Open with a DSN of
+// their own, which the adapters must serve alike.
+func NewTextParameters(t testing.TB) *sql.DB {
+	t.Helper()
+	return migrated(t, newUnmigrated(t, " binary_parameters=no"))
+}
+
+func migrated(t testing.TB, db *sql.DB) *sql.DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := postgres.Migrate(ctx, db); err != nil {
@@ -31,6 +43,12 @@ func New(t testing.TB) *sql.DB {
 
 // NewUnmigrated is New without the migrations.
 func NewUnmigrated(t testing.TB) *sql.DB {
+	t.Helper()
+	return newUnmigrated(t, "")
+}
+
+// newUnmigrated opens the pool on a new schema with the key=value settings extra added.
+func newUnmigrated(t testing.TB, extra string) *sql.DB {
 	t.Helper()
 	dsn := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -46,7 +64,7 @@ func NewUnmigrated(t testing.TB) *sql.DB {
 		_ = admin.Close()
 		t.Fatalf("pgtest: create schema: %v", err)
 	}
-	db, err := postgres.Open(ctx, WithSearchPath(dsn, schema))
+	db, err := postgres.Open(ctx, withSettings(WithSearchPath(dsn, schema), extra))
 	if err != nil {
 		_ = admin.Close()
 		t.Fatalf("pgtest: %v", err)
@@ -76,6 +94,26 @@ func WithSearchPath(dsn, schema string) string {
 		}
 	}
 	return dsn + " search_path=" + schema
+}
+
+// withSettings adds key=value settings ("" for none) to a DSN of either form.
+func withSettings(dsn, extra string) string {
+	extra = strings.TrimSpace(extra)
+	if extra == "" {
+		return dsn
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			q := u.Query()
+			for _, kv := range strings.Fields(extra) {
+				k, v, _ := strings.Cut(kv, "=")
+				q.Set(k, v)
+			}
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+	}
+	return dsn + " " + extra
 }
 
 // Peer returns a second connection pool on db's schema, as another instance of a
