@@ -4,7 +4,6 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -38,9 +37,7 @@ const cacheShards = 32
 // concurrent use, and never caches a value read before an invalidation that happened
 // while the read was in flight: Invalidate and Purge bump a per-shard generation, and a
 // load stores its answer only if the generation it started with is unchanged. Errors are
-// not cached. A hit takes no lock and does not allocate: each shard mirrors its map in a
-// sync.Map, written under the shard's lock, read without it, so that busy users' lookups
-// on several cores do not all write to one lock's memory.
+// not cached. A hit takes a read lock and does not allocate.
 type TermsCache struct {
 	load   TermsLoader
 	ttl    time.Duration
@@ -51,10 +48,9 @@ type TermsCache struct {
 }
 
 type termsShard struct {
-	mu   sync.Mutex
-	gen  atomic.Uint64           // bumped under mu by Invalidate and Purge
-	m    map[ecoid.ID]termsEntry // under mu: the shard's size and eviction
-	read sync.Map                // ecoid.ID → termsEntry: m's mirror, written under mu, read without it
+	mu  sync.RWMutex
+	gen uint64
+	m   map[ecoid.ID]termsEntry
 }
 
 type termsEntry struct {
@@ -89,9 +85,10 @@ func (c *TermsCache) shard(user ecoid.ID) *termsShard {
 // there, else from the loader (and remembers the answer).
 func (c *TermsCache) Get(ctx context.Context, user ecoid.ID) (PlanID, Terms, error) {
 	sh := c.shard(user)
-	gen := sh.gen.Load() // before the lookup: a miss loads only after it
-	v, ok := sh.read.Load(user)
-	e, _ := v.(termsEntry)
+	sh.mu.RLock()
+	e, ok := sh.m[user]
+	gen := sh.gen
+	sh.mu.RUnlock()
 	var now int64
 	if ok && e.expires != 0 {
 		now = c.now().UnixNano()
@@ -112,16 +109,14 @@ func (c *TermsCache) Get(ctx context.Context, user ecoid.ID) (PlanID, Terms, err
 		e.expires = now + int64(c.ttl)
 	}
 	sh.mu.Lock()
-	if sh.gen.Load() == gen { // no invalidation while loading: the answer is not older than one
+	if sh.gen == gen { // no invalidation while loading: the answer is not older than one
 		if _, present := sh.m[user]; !present && len(sh.m) >= c.perMax {
 			for k := range sh.m {
 				delete(sh.m, k)
-				sh.read.Delete(k)
 				break
 			}
 		}
 		sh.m[user] = e
-		sh.read.Store(user, e)
 	}
 	sh.mu.Unlock()
 	return plan, terms, nil
@@ -144,8 +139,7 @@ func (c *TermsCache) Invalidate(user ecoid.ID) {
 	sh := c.shard(user)
 	sh.mu.Lock()
 	delete(sh.m, user)
-	sh.read.Delete(user)
-	sh.gen.Add(1)
+	sh.gen++
 	sh.mu.Unlock()
 }
 
@@ -156,8 +150,7 @@ func (c *TermsCache) Purge() {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		clear(sh.m)
-		sh.read.Clear()
-		sh.gen.Add(1)
+		sh.gen++
 		sh.mu.Unlock()
 	}
 }
@@ -167,9 +160,9 @@ func (c *TermsCache) Len() int {
 	n := 0
 	for i := range c.shards {
 		sh := &c.shards[i]
-		sh.mu.Lock()
+		sh.mu.RLock()
 		n += len(sh.m)
-		sh.mu.Unlock()
+		sh.mu.RUnlock()
 	}
 	return n
 }
