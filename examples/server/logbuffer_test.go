@@ -89,23 +89,23 @@ func TestLogBufferFlushesOnItsOwn(t *testing.T) {
 	defer b.Close()
 	b.flushEvery = time.Millisecond
 	fmt.Fprint(b, "one\n")
+	waitForOutput(t, sink, "one\n")
+	fmt.Fprint(b, "two\n") // the timer is armed again for the next line
+	waitForOutput(t, sink, "one\ntwo\n")
+}
+
+// waitForOutput waits until the sink holds want, for at most 10 s: a pending line must be
+// written without Close.
+func waitForOutput(t *testing.T, sink *countingSink, want string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if out, _ := sink.snapshot(); out == "one\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a pending line was never written without Close")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	fmt.Fprint(b, "two\n") // the timer is armed again for the next line
-	for {
-		if out, _ := sink.snapshot(); out == "one\ntwo\n" {
+		out, _ := sink.snapshot()
+		if out == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the second pending line was never written without Close")
+			t.Fatalf("pending lines never written without Close: have %q, want %q", out, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
