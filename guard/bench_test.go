@@ -72,15 +72,21 @@ func BenchmarkChain(b *testing.B) {
 	defer tracker.Close(ctx)
 	h := guard.New(guard.Config{Keys: keys, Scopes: []string{"read"}, Tracker: tracker,
 		Admission: guard.NewLimits(memory.NewLimiter(), calls, plans.QuotaFor)})(http.HandlerFunc(okHandler))
+	benchServe(b, h, benchKeys(b, keys, owner))
+}
+
+// benchKeys creates 256 keys of owner with the largest rate limit, so that no run is
+// rate limited, and returns their plain text.
+func benchKeys(b *testing.B, keys *apikey.Service, owner ecoid.ID) []string {
 	plains := make([]string, 256)
 	for i := range plains {
-		_, p, err := keys.Create(ctx, apikey.CreateParams{Owner: owner, Name: "b", Scopes: []string{"read"}, RateLimitPerMinute: apikey.MaxRateLimitPerMinute})
+		_, p, err := keys.Create(context.Background(), apikey.CreateParams{Owner: owner, Name: "b", Scopes: []string{"read"}, RateLimitPerMinute: apikey.MaxRateLimitPerMinute})
 		if err != nil {
 			b.Fatal(err)
 		}
 		plains[i] = p
 	}
-	benchServe(b, h, plains)
+	return plains
 }
 
 func BenchmarkBare(b *testing.B) { benchServe(b, http.HandlerFunc(okHandler), []string{"x"}) }
@@ -106,13 +112,5 @@ func BenchmarkLeased(b *testing.B) {
 	adm := guard.NewLeased(limiter, counter, terms.QuotaFor)
 	h := guard.New(guard.Config{Keys: keys, Scopes: []string{"read"}, Tracker: tracker,
 		Admission: adm})(http.HandlerFunc(okHandler))
-	plains := make([]string, 256)
-	for i := range plains {
-		_, p, err := keys.Create(ctx, apikey.CreateParams{Owner: owner, Name: "b", Scopes: []string{"read"}, RateLimitPerMinute: apikey.MaxRateLimitPerMinute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		plains[i] = p
-	}
-	benchServe(b, h, plains)
+	benchServe(b, h, benchKeys(b, keys, owner))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,38 +74,42 @@ func ExampleNewLeasedCounter() {
 	// false 0
 }
 
-// downRemoves is a BlockCounter whose RemoveCall fails while down is set.
-type downRemoves struct {
-	*memory.UsageStore
-	down atomic.Bool
+// flakyBlockCounter is a BlockCounter whose RemoveCall is flakyCounter's: it fails
+// while the counter is set down.
+type flakyBlockCounter struct {
+	usage.BlockCounter
+	flaky *flakyCounter
 }
 
-func (d *downRemoves) RemoveCall(ctx context.Context, user ecoid.ID, period time.Time) error {
-	if d.down.Load() {
-		return errors.New("store down")
-	}
-	return d.UsageStore.RemoveCall(ctx, user, period)
+func (c flakyBlockCounter) RemoveCall(ctx context.Context, user ecoid.ID, period time.Time) error {
+	return c.flaky.RemoveCall(ctx, user, period)
+}
+
+func newFlakyBlockCounter() (*memory.UsageStore, *flakyCounter, flakyBlockCounter) {
+	store := memory.NewUsageStore()
+	flaky := &flakyCounter{Counter: store}
+	return store, flaky, flakyBlockCounter{store, flaky}
 }
 
 // A release that reaches the store while it is down is retried until it is applied, and
 // Close waits for it: a refused or undelivered request is never left charged.
 func TestLeasedCounterRetriesAReleaseTheStoreRefused(t *testing.T) {
 	ctx := context.Background()
-	store := &downRemoves{UsageStore: memory.NewUsageStore()}
-	c := usage.NewLeasedCounter(store, usage.LeaseConfig{})
+	store, flaky, counter := newFlakyBlockCounter()
+	c := usage.NewLeasedCounter(counter, usage.LeaseConfig{})
 	user := ecoid.New(ecoid.User)
 	now := time.Now()
 	if _, _, err := store.AddCall(ctx, user, now, 0, false); err != nil { // counted, no lease here
 		t.Fatal(err)
 	}
-	store.down.Store(true)
+	flaky.setDown(true)
 	if err := c.RemoveCall(ctx, user, now); err != nil {
 		t.Fatalf("RemoveCall with the store down = %v, want nil (queued for retry)", err)
 	}
 	if n, _ := store.PeriodCalls(ctx, user, now); n != 1 {
 		t.Fatalf("count while down: %d, want 1", n)
 	}
-	store.down.Store(false)
+	flaky.setDown(false)
 	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.Close(closeCtx); err != nil {
@@ -120,11 +123,11 @@ func TestLeasedCounterRetriesAReleaseTheStoreRefused(t *testing.T) {
 // Close reports releases it could not apply before its context ended.
 func TestLeasedCounterCloseReportsReleasesNotApplied(t *testing.T) {
 	ctx := context.Background()
-	store := &downRemoves{UsageStore: memory.NewUsageStore()}
-	c := usage.NewLeasedCounter(store, usage.LeaseConfig{})
+	store, flaky, counter := newFlakyBlockCounter()
+	c := usage.NewLeasedCounter(counter, usage.LeaseConfig{})
 	user := ecoid.New(ecoid.User)
 	_, _, _ = store.AddCall(ctx, user, time.Now(), 0, false)
-	store.down.Store(true)
+	flaky.setDown(true)
 	_ = c.RemoveCall(ctx, user, time.Now())
 	closeCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()

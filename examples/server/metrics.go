@@ -93,21 +93,18 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// middleware counts and times every request by its route pattern ("GET /api/v1/ping"),
-// which the ServeMux sets on the request; a request no route matched is "unmatched", so
-// scanners cannot grow the label set. The server's handler does this in observeRequests,
-// beside the request log.
-func (m *metrics) middleware(next http.Handler) http.Handler { return observeRequests(nil, m)(next) }
-
 // routeCode is the label pair of nexus_http_requests_total.
 type routeCode struct {
 	route  string
 	status int
 }
 
-// observe counts one answered request and its latency. The children of the vectors are
-// kept in sync.Maps: WithLabelValues hashes and compares every label on each call, and
-// this runs on every request (the label set is bounded: route patterns and status codes).
+// observe counts one answered request and its latency by its route pattern ("GET
+// /api/v1/ping", which the ServeMux sets on the request); observeRequests calls it. A
+// request no route matched is "unmatched", so scanners cannot grow the label set. The
+// children of the vectors are kept in sync.Maps: WithLabelValues hashes and compares
+// every label on each call, and this runs on every request (the label set is bounded:
+// route patterns and status codes).
 func (m *metrics) observe(route string, status int, took time.Duration) {
 	if route == "" || route == "/" {
 		route = "unmatched"

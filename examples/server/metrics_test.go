@@ -139,7 +139,7 @@ func BenchmarkGuardChainMetrics(b *testing.B) {
 			return guard.New(guard.Config{Keys: v, Admission: a, Scopes: scopes, Tracker: tracker})
 		}}.register(rt)
 		if m != nil {
-			return m.middleware(rt)
+			return observeRequests(nil, m)(rt)
 		}
 		return rt
 	}

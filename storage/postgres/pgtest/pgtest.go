@@ -83,18 +83,7 @@ func newUnmigrated(t testing.TB, extra string) *sql.DB {
 
 // WithSearchPath returns dsn with search_path set to schema, for both URL and key=value
 // DSNs. lib/pq sends unknown settings to the server as run-time parameters.
-func WithSearchPath(dsn, schema string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err == nil {
-			q := u.Query()
-			q.Set("search_path", schema)
-			u.RawQuery = q.Encode()
-			return u.String()
-		}
-	}
-	return dsn + " search_path=" + schema
-}
+func WithSearchPath(dsn, schema string) string { return withSettings(dsn, "search_path="+schema) }
 
 // withSettings adds key=value settings ("" for none) to a DSN of either form.
 func withSettings(dsn, extra string) string {
