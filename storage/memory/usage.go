@@ -19,9 +19,9 @@ var (
 )
 
 // MaxUsageRows is the most detailed rows a UsageStore keeps. When a write takes it past
-// this, the oldest eighth of the rows is dropped. A row costs about 80 bytes (no
-// pointers, so the garbage collector does not scan them), so the log stays under about
-// 85 MB however long the process runs.
+// this, the oldest eighth of the rows is dropped. A row costs about 100 bytes with its
+// entry in the index of IDs (neither has pointers, so the garbage collector does not
+// scan them), so the log stays under about 110 MB however long the process runs.
 const MaxUsageRows = 1 << 20
 
 // UsageStore is the in-memory usage.Store, for tests, demos and single processes.
@@ -45,9 +45,8 @@ type UsageStore struct {
 	routes    map[route]uint32
 	routeList []route
 
-	ids    map[rowID]struct{}
-	log    []usageRow // arrival order
-	pruned int64      // rows at or before this Unix microsecond may have been dropped
+	rows   rowLog // the detailed log and the index of its IDs
+	pruned int64  // rows at or before this Unix microsecond may have been dropped
 
 	// The period counters are the quota's, on every API request: they have a lock of
 	// their own, so a request never waits for a batch write holding mu.
@@ -63,7 +62,8 @@ type route struct{ method, endpoint string }
 // rowID is the 22 characters of a usage EcoID after its "eco_use_" prefix.
 type rowID [22]byte
 
-// usageRow is one detailed row: 48 bytes, no pointers.
+// usageRow is one detailed row: 48 bytes, no pointers. Status 0 marks a row dropped in
+// place (see rowLog).
 type usageRow struct {
 	id      rowID
 	status  uint16
@@ -109,13 +109,16 @@ func floorDiv(a, b int64) int64 {
 func dayTime(d int32) time.Time { return time.UnixMicro(int64(d) * dayMicros).UTC() }
 
 // NewUsageStore returns an empty UsageStore.
-func NewUsageStore() *UsageStore {
+func NewUsageStore() *UsageStore { return newUsageStore(MaxUsageRows) }
+
+// newUsageStore returns an empty UsageStore that keeps at most maxRows detailed rows.
+func newUsageStore(maxRows int) *UsageStore {
 	return &UsageStore{
-		maxRows: MaxUsageRows,
+		maxRows: maxRows,
 		now:     time.Now,
 		users:   map[ecoid.ID]uint32{},
 		routes:  map[route]uint32{},
-		ids:     map[rowID]struct{}{},
+		rows:    newRowLog(maxRows),
 		pruned:  math.MinInt64,
 		counts:  map[periodKey]int64{},
 		days:    map[int32]*dayAgg{},
@@ -141,20 +144,22 @@ func (s *UsageStore) WriteBatch(ctx context.Context, batch []usage.Record) error
 		r := &batch[i]
 		var id rowID
 		copy(id[:], r.ID[len(r.ID)-len(id):])
-		if _, dup := s.ids[id]; dup {
+		if s.rows.held(&id) {
 			continue
 		}
-		s.ids[id] = struct{}{}
 		row := usageRow{id: id, status: uint16(r.Status), user: s.user(r.UserID),
 			route: s.route(r.Method, r.Endpoint), at: r.Time.UnixMicro(), latency: r.Latency.Microseconds()}
-		s.log = append(s.log, row)
+		s.rows.add(row)
 		s.fold(&row)
 	}
-	if len(s.log) > s.maxRows {
-		s.dropOldest(len(s.log) - s.maxRows + s.maxRows/8)
+	if n := s.rows.rows; n > s.maxRows {
+		s.rows.dropOldest(n-s.maxRows+s.maxRows/8, s.prune)
 	}
 	return nil
 }
+
+// prune notes that row has been dropped from the log.
+func (s *UsageStore) prune(row *usageRow) { s.pruned = max(s.pruned, row.at) }
 
 func (s *UsageStore) user(id ecoid.ID) uint32 {
 	if n, ok := s.users[id]; ok {
@@ -204,32 +209,6 @@ func (s *UsageStore) fold(r *usageRow) {
 	ud.calls, ud.errors = ud.calls+1, ud.errors+isErr
 	ra.calls, ra.errors, ra.sum = ra.calls+1, ra.errors+isErr, ra.sum+r.latency
 	ra.hist.Add(r.latency, 1)
-}
-
-// dropOldest drops the first n rows of the log (the oldest to arrive).
-func (s *UsageStore) dropOldest(n int) {
-	n = min(n, len(s.log))
-	for i := range s.log[:n] {
-		s.pruned = max(s.pruned, s.log[i].at)
-		delete(s.ids, s.log[i].id)
-	}
-	kept := copy(s.log, s.log[n:])
-	s.log = s.log[:kept]
-}
-
-// dropBefore drops the rows older than cutoff (Unix µs).
-func (s *UsageStore) dropBefore(cutoff int64) {
-	kept := s.log[:0]
-	for _, r := range s.log {
-		if r.at < cutoff {
-			s.pruned = max(s.pruned, r.at)
-			delete(s.ids, r.id)
-			continue
-		}
-		kept = append(kept, r)
-	}
-	clear(s.log[len(kept):])
-	s.log = kept
 }
 
 // Ping implements usage.Pinger: the store always answers, unless ctx has ended.
@@ -294,18 +273,17 @@ func (s *UsageStore) scan(user uint32, all bool, spans []usagecalc.Span, f func(
 		return
 	}
 	lo, hi := spans[0].From.UnixMicro(), spans[len(spans)-1].To.UnixMicro()
-	for i := range s.log {
-		r := &s.log[i]
+	s.rows.each(func(r *usageRow) {
 		if (!all && r.user != user) || r.at < lo || r.at >= hi {
-			continue
+			return
 		}
 		for _, sp := range spans {
 			if r.at >= sp.From.UnixMicro() && r.at < sp.To.UnixMicro() {
 				f(r)
-				break
+				return
 			}
 		}
-	}
+	})
 }
 
 // History implements usage.Reader; it reads only the rollup.
@@ -462,7 +440,7 @@ func (s *UsageStore) Maintain(ctx context.Context, now time.Time, retention time
 		}
 	}
 	if retention > 0 {
-		s.dropBefore(now.Add(-retention).UnixMicro())
+		s.rows.dropBefore(now.Add(-retention).UnixMicro(), s.prune)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -28,8 +29,7 @@ func usageRecords(user ecoid.ID, start time.Time, n int, step time.Duration) []u
 // The log is bounded by its row cap while the rollup and the counters stay exact.
 func TestUsageLogIsBoundedAndCountsStayExact(t *testing.T) {
 	ctx := context.Background()
-	s := NewUsageStore()
-	s.maxRows = 1000
+	s := newUsageStore(1000)
 	user := ecoid.New(ecoid.User)
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	const total = 20_000 // 5 days of one call a 21.6 s
@@ -38,8 +38,8 @@ func TestUsageLogIsBoundedAndCountsStayExact(t *testing.T) {
 		if err := s.WriteBatch(ctx, recs[i:i+100]); err != nil {
 			t.Fatal(err)
 		}
-		if len(s.log) > s.maxRows || len(s.ids) > s.maxRows {
-			t.Fatalf("after %d records the log holds %d rows and %d IDs, cap %d", i+100, len(s.log), len(s.ids), s.maxRows)
+		if n, ids := s.rows.rows, s.rows.live; n > s.maxRows || ids > s.maxRows {
+			t.Fatalf("after %d records the log holds %d rows and %d IDs, cap %d", i+100, n, ids, s.maxRows)
 		}
 	}
 	hist, err := s.History(ctx, user, start, 5)
@@ -76,13 +76,13 @@ func TestUsageMaintainAppliesRetention(t *testing.T) {
 	if err := s.Maintain(ctx, now, 49*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range s.log {
+	s.rows.each(func(r *usageRow) {
 		if r.at < now.Add(-49*time.Hour).UnixMicro() {
 			t.Fatalf("a row of %v survived a 49 h retention at %v", time.UnixMicro(r.at).UTC(), now)
 		}
-	}
-	if len(s.log) != 48 || len(s.ids) != 48 {
-		t.Fatalf("log %d rows, %d IDs; want the last 48", len(s.log), len(s.ids))
+	})
+	if s.rows.live != 48 || indexed(&s.rows) != 48 {
+		t.Fatalf("log %d rows, %d IDs; want the last 48", s.rows.live, indexed(&s.rows))
 	}
 	daily, _ := s.Daily(ctx, user, start, now)
 	if len(daily) != 4 || daily[0].Calls != 24 {
@@ -156,4 +156,121 @@ func BenchmarkUsageWriteBatch(b *testing.B) {
 		i += 100
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/record")
+}
+
+// indexed is the number of IDs the log's chunks index.
+func indexed(l *rowLog) int {
+	n := 0
+	for _, c := range l.chunks {
+		n += len(c.ids)
+	}
+	return n
+}
+
+// The duplicate check stays exact across chunks: records written out of time order (late
+// and re-sent batches, many records of one millisecond) are skipped exactly when the
+// store holds them, before and after rows are dropped.
+func TestUsageDuplicateCheckIsExactAcrossChunks(t *testing.T) {
+	ctx := context.Background()
+	s := newUsageStore(800) // chunks of 100 rows
+	user := ecoid.New(ecoid.User)
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]usage.Record, 1000)
+	for i := range recs { // five records a millisecond, in time order
+		at := start.Add(time.Duration(i/5) * time.Millisecond)
+		recs[i] = usage.Record{ID: ecoid.NewAt(ecoid.Usage, at), UserID: user, Endpoint: "/e", Method: "GET", Status: 200, Time: at}
+	}
+	key := func(r usage.Record) *rowID {
+		var id rowID
+		copy(id[:], r.ID[len(r.ID)-len(id):])
+		return &id
+	}
+	// The first 500 in batches of 50, each batch sent twice (the second time in reverse,
+	// with a record repeated inside it), and every fourth batch late, after the next.
+	order := []int{50, 0, 100, 200, 150, 250, 300, 400, 350, 450}
+	for _, i := range order {
+		batch := recs[i : i+50 : i+50]
+		if err := s.WriteBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		again := append([]usage.Record{batch[7]}, batch...)
+		slices.Reverse(again)
+		if err := s.WriteBatch(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := s.TotalCalls(ctx, start, start.Add(time.Hour)); n != 500 {
+		t.Fatalf("TotalCalls = %d after every batch was sent twice, want 500", n)
+	}
+	if len(s.rows.chunks) != 5 {
+		t.Fatalf("%d chunks for 500 rows of 100", len(s.rows.chunks))
+	}
+	for i, r := range recs {
+		if held := s.rows.held(key(r)); held != (i < 500) {
+			t.Fatalf("record %d: held %v", i, held)
+		}
+	}
+	// Past the cap the oldest chunks leave, and their IDs with them; a retention drops
+	// more, by time.
+	if err := s.WriteBatch(ctx, recs[500:]); err != nil {
+		t.Fatal(err)
+	}
+	if s.rows.rows > s.maxRows {
+		t.Fatalf("%d rows over the cap of %d", s.rows.rows, s.maxRows)
+	}
+	if err := s.Maintain(ctx, start.Add(time.Hour), time.Hour-120*time.Millisecond); err != nil {
+		t.Fatal(err) // drops the records of the first 120 ms: 0 to 599
+	}
+	held := 0
+	for i, r := range recs {
+		ok := s.rows.held(key(r))
+		if ok != (i >= 600) {
+			t.Fatalf("record %d: held %v after the retention", i, ok)
+		}
+		if ok {
+			held++
+		}
+	}
+	if held != s.rows.live || held != indexed(&s.rows) {
+		t.Fatalf("%d IDs held, %d live rows, %d indexed", held, s.rows.live, indexed(&s.rows))
+	}
+	if err := s.WriteBatch(ctx, recs); err != nil { // everything sent again
+		t.Fatal(err)
+	}
+	if n, _ := s.TotalCalls(ctx, start, start.Add(time.Hour)); n != 1000+600 {
+		t.Fatalf("TotalCalls = %d: want the 600 dropped records counted again and the rest once, 1600", n)
+	}
+}
+
+// BenchmarkUsageWriteBatchFull is the cost per record of a store at its row cap, where
+// every write also drops old rows: the steady state of a long-running process.
+func BenchmarkUsageWriteBatchFull(b *testing.B) {
+	ctx := context.Background()
+	user := ecoid.New(ecoid.User)
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	batch := usageRecords(user, at, 100, time.Millisecond)
+	refill := func() {
+		for i := range batch {
+			at = at.Add(time.Millisecond)
+			batch[i].ID, batch[i].Time = ecoid.NewAt(ecoid.Usage, at), at
+		}
+	}
+	s := NewUsageStore()
+	for s.rows.rows < MaxUsageRows*7/8 {
+		refill()
+		if err := s.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		refill()
+		b.StartTimer()
+		if err := s.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/record")
 }
