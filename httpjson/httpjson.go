@@ -5,6 +5,7 @@
 package httpjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // MaxBodyBytes is the largest request body Decode reads (1 MiB).
@@ -29,11 +31,45 @@ type errorBody struct {
 
 // Write writes v as JSON with the given status. A value that cannot be encoded is a
 // programming error; it is answered with a 500 internal_error body instead.
-func Write(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+func Write(w http.ResponseWriter, status int, v any) { write(w, status, v, false) }
+
+// WriteSecret is Write for an answer that carries a secret (an access or refresh token, an
+// API key, a client secret, a TOTP secret, recovery codes): it adds Cache-Control:
+// no-store and Pragma: no-cache (RFC 6749 section 5.1), so no browser or proxy cache keeps
+// a copy, and wipes the buffer the answer was encoded in before it is reused.
+func WriteSecret(w http.ResponseWriter, status int, v any) {
+	NoStore(w.Header())
+	write(w, status, v, true)
+}
+
+// encoder is a buffer and a json.Encoder writing into it, reused through encoders: an
+// answer costs no allocation of its own for its encoding (json.Marshal makes a copy of
+// its result, and appending the newline made a second).
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// encoders holds idle encoders. Like encoding/json's own pool of encode states, it is
+// package state that no caller can observe: it changes no output, only allocations.
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+// maxPooledAnswer is the largest buffer kept for reuse; a larger answer's goes to the
+// garbage collector.
+const maxPooledAnswer = 64 << 10
+
+func write(w http.ResponseWriter, status int, v any, secret bool) {
+	e := encoders.Get().(*encoder)
+	e.buf.Reset()
+	body := internalErrorBody
+	if err := e.enc.Encode(v); err == nil { // the same encoding as json.Marshal, and a newline
+		body = e.buf.Bytes()
+	} else {
 		status = http.StatusInternalServerError
-		body = []byte(`{"error":{"code":"internal_error","message":"internal error"}}`)
 	}
 	h := w.Header()
 	// Both values in one allocation (Header.Set makes one per value); the keys are
@@ -42,17 +78,23 @@ func Write(w http.ResponseWriter, status int, v any) {
 	vals[0], vals[1] = "application/json; charset=utf-8", "nosniff"
 	h["Content-Type"], h["X-Content-Type-Options"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
+	e.release(secret)
 }
 
-// WriteSecret is Write for an answer that carries a secret (an access or refresh token, an
-// API key, a client secret, a TOTP secret, recovery codes): it adds Cache-Control:
-// no-store and Pragma: no-cache (RFC 6749 section 5.1), so no browser or proxy cache keeps
-// a copy.
-func WriteSecret(w http.ResponseWriter, status int, v any) {
-	NoStore(w.Header())
-	Write(w, status, v)
+// release returns e to encoders, first wiping what it encoded when that was a secret;
+// a buffer grown past maxPooledAnswer is left to the garbage collector.
+func (e *encoder) release(secret bool) {
+	if secret {
+		clear(e.buf.Bytes()[:e.buf.Cap()])
+	}
+	if e.buf.Cap() <= maxPooledAnswer {
+		encoders.Put(e)
+	}
 }
+
+// internalErrorBody answers a value that cannot be encoded.
+var internalErrorBody = []byte(`{"error":{"code":"internal_error","message":"internal error"}}` + "\n")
 
 // NoStore sets the headers that keep an answer out of every cache: Cache-Control:
 // no-store and Pragma: no-cache. WriteSecret uses it; a handler whose secret answer is not

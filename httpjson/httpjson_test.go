@@ -130,3 +130,57 @@ func TestWriteSecretIsNotCacheable(t *testing.T) {
 		t.Fatal("Write marked an ordinary answer no-store")
 	}
 }
+
+// Write's body is json.Marshal's, with a newline, whatever the answers before it
+// left in the reused buffers.
+func TestWriteMatchesMarshal(t *testing.T) {
+	values := []any{
+		payload{Name: strings.Repeat("long ", 500), Count: 1},
+		payload{Name: `<a href="x">&</a>`, Count: -2},
+		map[string]any{"é": "\u2028", "n": nil, "list": []int{1, 2}},
+		nil,
+		"short",
+	}
+	for _, v := range values {
+		w := httptest.NewRecorder()
+		Write(w, http.StatusOK, v)
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Body.String(); got != string(want)+"\n" {
+			t.Fatalf("Write(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// An encoder that wrote a secret is wiped before it is reused.
+func TestReleaseWipesASecretsBuffer(t *testing.T) {
+	e := encoders.Get().(*encoder)
+	e.buf.Reset()
+	if err := e.enc.Encode(map[string]string{"refresh_token": "s3cr3t-value"}); err != nil {
+		t.Fatal(err)
+	}
+	full := e.buf.Bytes()[:e.buf.Cap()]
+	e.release(true)
+	if strings.Contains(string(full), "s3cr3t") || strings.Trim(string(full), "\x00") != "" {
+		t.Fatalf("the buffer still holds %q", full)
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	w := &discardWriter{header: http.Header{}}
+	v := payload{Name: "eco_api_0000000000000000000000", Count: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.header)
+		Write(w, http.StatusOK, v)
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps nothing but its header map.
+type discardWriter struct{ header http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.header }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
