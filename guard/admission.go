@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
@@ -95,9 +96,33 @@ type Limits struct {
 	quota   usage.LimitFunc
 	now     func() time.Time
 	policy  string
+	periods periods
 }
 
 var _ Admission = (*Limits)(nil)
+
+// periods holds the bounds of the quota period last used, so that a request computes no
+// calendar dates: the month changes once a month, and then the bounds are computed once.
+type periods struct{ cur atomic.Pointer[period] }
+
+// period is one quota period, [start, end), with its bounds in Unix nanoseconds.
+type period struct {
+	start, end time.Time
+	from, to   int64
+}
+
+// at returns the period that holds now.
+func (p *periods) at(now time.Time) *period {
+	n := now.UnixNano()
+	if c := p.cur.Load(); c != nil && c.from <= n && n < c.to {
+		return c
+	}
+	start := usage.PeriodStart(now)
+	end := start.AddDate(0, 1, 0)
+	c := &period{start: start, end: end, from: start.UnixNano(), to: end.UnixNano()}
+	p.cur.Store(c)
+	return c
+}
 
 // NewLimits returns the default Admission over limiter, counter and quota.
 func NewLimits(limiter apikey.Limiter, counter usage.Counter, quota usage.LimitFunc, opts ...Option) *Limits {
@@ -115,9 +140,10 @@ func (l *Limits) Admit(ctx context.Context, key apikey.Key) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: limit of %s: %w", ErrQuotaUnavailable, key.Owner, err)
 	}
 	now := l.now()
-	period := usage.PeriodStart(now)
+	p := l.periods.at(now)
+	period := p.start
 	capped := hard && limit >= 0
-	d := Decision{Quota: QuotaState{Limit: limit, HardCap: hard, RetryAfter: period.AddDate(0, 1, 0).Sub(now)}}
+	d := Decision{Quota: QuotaState{Limit: limit, HardCap: hard, RetryAfter: p.end.Sub(now)}}
 	if capped {
 		used, err := l.counter.PeriodCalls(ctx, key.Owner, period)
 		if err != nil {

@@ -281,3 +281,38 @@ func TestNewPanicsWithoutKeysOrAdmission(t *testing.T) {
 	}()
 	guard.New(guard.Config{})
 }
+
+// Both admissions count each call in the quota period of the moment it is made: a hard
+// cap used up in March is full again on 1 April, with Retry-After counting to the end of
+// the period in force, and a clock set back to March finds March's count.
+func TestAdmissionsFollowTheQuotaPeriod(t *testing.T) {
+	march := time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC)
+	for _, leased := range []bool{false, true} {
+		store := memory.NewUsageStore()
+		now := march
+		clock := func() time.Time { return now }
+		plans := func(context.Context, ecoid.ID) (int64, bool, error) { return 2, true, nil }
+		var a guard.Admission = guard.NewLimits(memory.NewLimiter(), store, plans, guard.WithClock(clock))
+		if leased {
+			counter := usage.NewLeasedCounter(store, usage.LeaseConfig{Now: clock})
+			t.Cleanup(func() { _ = counter.Close(context.Background()) })
+			a = guard.NewLeased(memory.NewLimiter(), counter, plans, guard.WithClock(clock))
+		}
+		key := apikey.Key{ID: ecoid.New(ecoid.APIKey), Owner: ecoid.New(ecoid.User), RateLimitPerMinute: 1000}
+		admit := func(want bool, retryAfter time.Duration) {
+			t.Helper()
+			d, err := a.Admit(context.Background(), key)
+			if err != nil || d.Allowed != want || d.Quota.RetryAfter != retryAfter {
+				t.Fatalf("leased %v at %v: allowed %v, retry after %v (err %v); want %v, %v",
+					leased, now, d.Allowed, d.Quota.RetryAfter, err, want, retryAfter)
+			}
+		}
+		admit(true, time.Minute)
+		admit(true, time.Minute)
+		admit(false, time.Minute)
+		now = now.Add(2 * time.Minute) // 1 April, 00:01
+		admit(true, 30*24*time.Hour-time.Minute)
+		now = march
+		admit(false, time.Minute)
+	}
+}

@@ -27,6 +27,7 @@ type Leased struct {
 	quota   usage.LimitFunc
 	now     func() time.Time
 	policy  string
+	periods periods
 }
 
 var (
@@ -53,9 +54,10 @@ func (l *Leased) Admit(ctx context.Context, key apikey.Key) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: limit of %s: %w", ErrQuotaUnavailable, key.Owner, err)
 	}
 	now := l.now()
-	period := usage.PeriodStart(now)
+	p := l.periods.at(now)
+	period := p.start
 	capped := hard && limit >= 0
-	d := Decision{Quota: QuotaState{Limit: limit, HardCap: hard, RetryAfter: usage.PeriodEnd(now).Sub(now)}}
+	d := Decision{Quota: QuotaState{Limit: limit, HardCap: hard, RetryAfter: p.end.Sub(now)}}
 	used, added, err := l.counter.AddCall(ctx, key.Owner, period, limit, capped)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: counter: %w", ErrQuotaUnavailable, err)

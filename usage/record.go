@@ -84,8 +84,8 @@ func (r *Record) Validate() error {
 // PeriodStart returns the first instant of the calendar month (UTC) that holds t: the
 // identifier of a quota period.
 func PeriodStart(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	y, m, _ := t.UTC().Date() // one calendar computation: Year and Month would make two
+	return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 }
 
 // PeriodEnd returns the first instant of the month after the one that holds t: the
