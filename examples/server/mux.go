@@ -75,6 +75,12 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		// A CONNECT request's authority-form target ("host:port") has no path; no route
+		// matches it, and the ServeMux would answer a plain-text 404.
+		rt.unmatched(w, r)
+		return
+	}
 	rt.mux.ServeHTTP(w, r)
 }
 

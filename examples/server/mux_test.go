@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +46,32 @@ func TestRouterFastPathAnswersAsTheServeMux(t *testing.T) {
 		if fast.Code != slow.Code || fast.Body.String() != slow.Body.String() {
 			t.Errorf("%s %s: %d %q, the ServeMux says %d %q", c.method, c.target, fast.Code, fast.Body, slow.Code, slow.Body)
 		}
+	}
+}
+
+// A request whose target has no path (CONNECT host:port) gets the JSON 404 of every
+// unknown route, not the ServeMux's plain text.
+func TestRouterAnswersConnectInJSON(t *testing.T) {
+	rt := newRouter()
+	rt.HandleFunc("GET /api/v1/ping", func(http.ResponseWriter, *http.Request) { t.Error("a CONNECT reached a route") })
+	srv := httptest.NewServer(rt)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" ||
+		!strings.Contains(string(body), `"code":"not_found"`) {
+		t.Fatalf("CONNECT: %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
