@@ -130,7 +130,7 @@ func isSystemError(err error) bool {
 
 // WriteAuthError is the default answer of Authenticate: 401 with the code
 // missing_api_key, invalid_api_key, revoked_api_key or expired_api_key and a
-// WWW-Authenticate challenge, or 503 unavailable when the store failed. The message
+// WWW-Authenticate challenge, or 503 key_store_unavailable when the store failed. The message
 // never contains the key.
 func WriteAuthError(w http.ResponseWriter, _ *http.Request, err error) {
 	code, msg := "", ""
@@ -144,7 +144,7 @@ func WriteAuthError(w http.ResponseWriter, _ *http.Request, err error) {
 	case errors.Is(err, ErrExpired):
 		code, msg = "expired_api_key", "the API key has expired"
 	default:
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the key store does not answer; try again")
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "key_store_unavailable", "the key store does not answer; try again")
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `ApiKey realm="api"`)

@@ -96,7 +96,7 @@ func TestAuthenticate(t *testing.T) {
 	h = apikey.Authenticate(s, apikey.AuthOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})(okHandler)
 	_, fresh := create(t, s, apikey.CreateParams{})
 	store.fail.Store(true)
-	if rec, body := serve(t, h, "ApiKey "+fresh); rec.Code != 503 || body.Error.Code != "unavailable" {
+	if rec, body := serve(t, h, "ApiKey "+fresh); rec.Code != 503 || body.Error.Code != "key_store_unavailable" {
 		t.Fatalf("store down: %d %+v", rec.Code, body)
 	}
 	if !strings.Contains(logs.String(), "verify failed") || strings.Contains(logs.String(), fresh[31:]) {

@@ -220,9 +220,22 @@ func (h billingHandlers) portal(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]string{"url": link})
 }
 
-// processOverage: POST /api/cron/process-overage → {processed,charged,skipped}.
+// processOverage: POST /api/cron/process-overage[?period=YYYY-MM] →
+// {processed,charged,skipped}: last month's overage, or that of the closed month named
+// (a catch-up run after a missed one; what was charged is skipped).
 func (h billingHandlers) processOverage(w http.ResponseWriter, r *http.Request) {
-	res, err := h.billing.ProcessOverage(r.Context())
+	var res billing.OverageResult
+	var err error
+	if q := r.URL.Query(); q.Has("period") {
+		month, perr := time.Parse("2006-01", q.Get("period"))
+		if perr != nil {
+			httpjson.WriteError(w, http.StatusBadRequest, "invalid_period", "period must be a month, YYYY-MM")
+			return
+		}
+		res, err = h.billing.ProcessOverageFor(r.Context(), month)
+	} else {
+		res, err = h.billing.ProcessOverage(r.Context()) // last month on billing's own clock
+	}
 	if err != nil {
 		billingError(h.log, w, r, err)
 		return
@@ -246,6 +259,8 @@ func billingError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err 
 		httpjson.WriteError(w, http.StatusConflict, "already_subscribed", "you are already on this plan; manage it through the billing portal")
 	case errors.Is(err, billing.ErrNoStripeSubscription):
 		httpjson.WriteError(w, http.StatusConflict, "no_subscription", "there is no paid subscription to cancel")
+	case errors.Is(err, billing.ErrPeriodOpen):
+		httpjson.WriteError(w, http.StatusConflict, "period_open", "that month has not ended yet")
 	case errors.Is(err, billing.ErrDisabled):
 		httpjson.WriteError(w, http.StatusServiceUnavailable, "billing_disabled", "billing is not configured on this server")
 	case errors.Is(err, billing.ErrStripe):

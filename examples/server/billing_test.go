@@ -348,6 +348,22 @@ func TestBillingUsesUsageCounts(t *testing.T) {
 	if s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), &res); res["charged"] != 0 || res["skipped"] != 1 {
 		t.Fatalf("second cron run: %v", res)
 	}
+	// The month can be named: last month's again is skipped, a month not over is 409,
+	// anything else 400.
+	lastMonth := "/api/cron/process-overage?period=" + last.Format("2006-01")
+	if resp := s.do("POST", lastMonth, "", bearer(testCronSecret), &res); resp.StatusCode != 200 || res["charged"] != 0 || res["skipped"] != 1 {
+		t.Fatalf("cron for %s: %d %v", last.Format("2006-01"), resp.StatusCode, res)
+	}
+	var e errorAnswer
+	thisMonth := "/api/cron/process-overage?period=" + time.Now().UTC().Format("2006-01")
+	if resp := s.do("POST", thisMonth, "", bearer(testCronSecret), &e); resp.StatusCode != 409 || e.Error.Code != "period_open" {
+		t.Fatalf("cron for this month: %d %+v", resp.StatusCode, e)
+	}
+	for _, bad := range []string{"bad", "2026-13", "2026-1", "", "2026-01-01"} {
+		if resp := s.do("POST", "/api/cron/process-overage?period="+bad, "", bearer(testCronSecret), &e); resp.StatusCode != 400 || e.Error.Code != "invalid_period" {
+			t.Fatalf("cron for %q: %d %+v", bad, resp.StatusCode, e)
+		}
+	}
 	now := time.Now()
 	batch := []usage.Record{
 		{ID: ecoid.New(ecoid.Usage), KeyID: ecoid.New(ecoid.APIKey), UserID: uid, Endpoint: "/api/v1/ping", Method: "GET", Status: 200, Time: now},

@@ -35,6 +35,47 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 	return doc
 }
 
+// closeObjects makes every object schema of doc that lists properties and says nothing of
+// others refuse them (additionalProperties: false), so that a live answer with a field
+// the description does not declare fails the test: the description is complete, not
+// only correct.
+func closeObjects(doc *openapi3.T) {
+	seen := map[*openapi3.Schema]bool{}
+	var walk func(ref *openapi3.SchemaRef)
+	walk = func(ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		sc := ref.Value
+		seen[sc] = true
+		if sc.Type.Is(openapi3.TypeObject) && len(sc.Properties) > 0 && sc.AdditionalProperties.Has == nil && sc.AdditionalProperties.Schema == nil {
+			sc.AdditionalProperties = openapi3.AdditionalProperties{Has: openapi3.Ptr(false)}
+		}
+		for _, p := range sc.Properties {
+			walk(p)
+		}
+		walk(sc.Items)
+		walk(sc.AdditionalProperties.Schema)
+		for _, list := range []openapi3.SchemaRefs{sc.AllOf, sc.AnyOf, sc.OneOf} {
+			for _, r := range list {
+				walk(r)
+			}
+		}
+	}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for _, resp := range op.Responses.Map() {
+				if resp.Value == nil {
+					continue
+				}
+				for _, mt := range resp.Value.Content {
+					walk(mt.Schema)
+				}
+			}
+		}
+	}
+}
+
 // documented lists "METHOD /path" of every operation of doc, sorted.
 func documented(doc *openapi3.T) []string {
 	var out []string
@@ -89,6 +130,7 @@ type validator struct {
 
 func newValidator(t *testing.T, base string) *validator {
 	doc := loadOpenAPI(t)
+	closeObjects(doc)
 	doc.Servers = openapi3.Servers{{URL: base}}
 	r, err := legacy.NewRouter(doc)
 	if err != nil {
@@ -226,8 +268,10 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	s.do("PATCH", "/api/auth/me", `{"full_name":"Ann B"}`, tok, nil)
 	s.do("PATCH", "/api/auth/me", `{}`, tok, nil) // 400
 	s.do("GET", "/api/auth/me/export", "", tok, nil)
-	s.do("POST", "/api/auth/verify-email/send", "", tok, nil)              // 409 already verified
-	s.do("POST", "/api/auth/verify-email", `{"token":"nonsense"}`, j, nil) // 400
+	s.do("POST", "/api/auth/verify-email/send", "", tok, nil)                                                                                     // 409 already verified
+	s.do("POST", "/api/auth/verify-email/send", `{bad`, tok, nil)                                                                                 // 400 invalid_json
+	s.do("POST", "/api/auth/verify-email/send", `hello`, http.Header{"Authorization": tok["Authorization"], "Content-Type": {"text/plain"}}, nil) // 415
+	s.do("POST", "/api/auth/verify-email", `{"token":"nonsense"}`, j, nil)                                                                        // 400
 	s.do("POST", "/api/auth/password/forgot", `{"email":"ann@example.com"}`, j, nil)
 	_, _, resetTok := nextMail(t, s.mailDir, "ann@example.com")
 	s.do("POST", "/api/auth/password/reset", `{"token":"nonsense","password":"Another-Horse-9"}`, j, nil) // 400
@@ -273,6 +317,10 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 		"Cookie": {"nexus_access=" + changed.AccessToken}}, nil)
 
 	// Two-factor authentication.
+	fresh := bearer(s.register("nomfa@example.com").AccessToken)
+	s.do("POST", "/api/auth/mfa/totp/confirm", `{"code":"123456"}`, fresh, nil)                                                                   // 400: nothing enrolled
+	s.do("POST", "/api/auth/mfa/totp/enroll", `{bad`, fresh, nil)                                                                                 // 400 invalid_json
+	s.do("POST", "/api/auth/mfa/totp/enroll", `hello`, http.Header{"Authorization": fresh["Authorization"], "Content-Type": {"text/plain"}}, nil) // 415
 	mfaUser, secret, recovery := s.mfaOn("mfa@example.com")
 	s.do("POST", "/api/auth/mfa/totp/enroll", "", bearer(mfaUser.AccessToken), nil)                   // 409
 	s.do("POST", "/api/auth/mfa/totp/confirm", `{"code":"000000"}`, bearer(mfaUser.AccessToken), nil) // 409 (already on)
@@ -299,6 +347,7 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	writeOnly := s.generate(changed.AccessToken, `{"name":"w","scopes":["write"]}`)
 	s.do("GET", "/api/v1/ping", "", apiKey(writeOnly.Key), nil) // 403
 	s.do("POST", "/api/keys/revoke", `{"id":"`+string(writeOnly.ID)+`"}`, tok, nil)
+	s.do("GET", "/api/v1/ping", "", apiKey(writeOnly.Key), nil)                                     // 401 revoked_api_key
 	s.do("POST", "/api/keys/revoke", `{"id":"`+string(key.ID)+`"}`, bearer(other.AccessToken), nil) // 404
 	s.do("POST", "/api/keys/rotate", `{"id":"`+string(writeOnly.ID)+`"}`, tok, nil)                 // 409
 
@@ -322,6 +371,8 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	s.do("POST", "/api/subscriptions/cancel", "", tok, nil)
 	s.do("POST", "/api/cron/process-overage", "", nil, nil) // 401
 	s.do("POST", "/api/cron/process-overage", "", bearer(testCronSecret), nil)
+	s.do("POST", "/api/cron/process-overage?period=bad", "", bearer(testCronSecret), nil)                                 // 400
+	s.do("POST", "/api/cron/process-overage?period="+time.Now().UTC().Format("2006-01"), "", bearer(testCronSecret), nil) // 409
 
 	// Admin and projects.
 	boss := bearer(s.adminSession("boss@example.com"))
@@ -334,7 +385,8 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	s.do("POST", "/api/projects", `{"name":"","redirect_uris":[]}`, boss, nil)                           // 400
 	s.do("POST", "/api/projects", `{"name":"x","redirect_uris":["https://x.example.com/cb"]}`, tok, nil) // 403
 	s.do("GET", "/api/projects", "", boss, nil)
-	s.do("POST", "/api/auth/token", `{"project_id":"`+proj.ID+`"}`, tok, nil) // 403 no access
+	s.do("POST", "/api/auth/token", `{"project_id":"`+proj.ID+`"}`, tok, nil)                    // 403 no access
+	s.do("POST", "/api/auth/token", `{"project_id":"eco_prj_0000000000000000000000"}`, tok, nil) // 403: no project, no access
 	s.do("POST", "/api/projects/access", `{"project_id":"`+proj.ID+`","user_id":"`+uid+`","role":"member"}`, boss, nil)
 	s.do("POST", "/api/projects/access", `{"project_id":"eco_prj_00000000000000000000","user_id":"`+uid+`","role":"member"}`, boss, nil) // 400/404
 	s.do("GET", "/api/projects/mine", "", tok, nil)
@@ -372,6 +424,8 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 		t.Fatalf("authorize: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	s.do("POST", "/oauth/authorize", "", form, nil) // the sign-in form without its fields
+	s.do("POST", "/oauth/authorize", "email=a", http.Header{"Content-Type": form["Content-Type"], "Origin": {"http://evil.example"},
+		"Sec-Fetch-Site": {"cross-site"}}, nil) // 403 cross_origin_request
 	tokenForm := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://shop.example.com/cb"},
 		"code_verifier": {verifier}, "client_id": {proj.ClientID}, "client_secret": {proj.ClientSecret}}
 	var oidc struct {
