@@ -418,15 +418,30 @@ func (s *Service) openSession(ctx context.Context, c Client, userID ecoid.ID, no
 	if err != nil {
 		return Tokens{}, err
 	}
+	return t, s.createSession(ctx, c, userID, sid, refresh, now)
+}
+
+// createSession stores the new session sid whose first refresh token has claims refresh.
+func (s *Service) createSession(ctx context.Context, c Client, userID, sid ecoid.ID, refresh Claims, now time.Time) error {
 	sess := Session{
 		ID: sid, UserID: userID, RefreshHash: hashJTI(refresh.ID),
 		CreatedAt: now, RotatedAt: now, ExpiresAt: refresh.ExpiresAt.UTC(),
 		IP: c.IP, UserAgent: c.UserAgent,
 	}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
-		return Tokens{}, fmt.Errorf("auth: create session: %w", err)
+		return fmt.Errorf("auth: create session: %w", err)
 	}
-	return t, nil
+	return nil
+}
+
+// issueClient signs the client refresh token of a session a relying party holds; such a
+// session has no first-party access token.
+func (s *Service) issueClient(userID, sid ecoid.ID, scope string) (Tokens, Claims, error) {
+	refresh, rc, err := s.issuer.issue(ClientRefreshToken, userID, sid, scope)
+	if err != nil {
+		return Tokens{}, Claims{}, err
+	}
+	return Tokens{SessionID: sid, RefreshToken: refresh, RefreshExpiresAt: rc.ExpiresAt}, rc, nil
 }
 
 // issuePair signs an access and a refresh token for the session.
@@ -451,7 +466,13 @@ func (s *Service) issuePair(userID, sid ecoid.ID) (Tokens, Claims, error) {
 // already retired, in which case the whole session is revoked (within RefreshGrace of
 // the rotation that retired it, the token is refused but the session kept).
 func (s *Service) Refresh(ctx context.Context, c Client, refreshToken string) (Tokens, error) {
-	claims, err := s.issuer.Verify(refreshToken, RefreshToken)
+	return s.refresh(ctx, c, refreshToken, RefreshToken)
+}
+
+// refresh is Refresh for a refresh token of type typ: the new pair is of the same kind (a
+// first-party pair, or a client refresh token with the same scope).
+func (s *Service) refresh(ctx context.Context, c Client, refreshToken string, typ TokenType) (Tokens, error) {
+	claims, err := s.issuer.Verify(refreshToken, typ)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -474,7 +495,13 @@ func (s *Service) Refresh(ctx context.Context, c Client, refreshToken string) (T
 	if subtle.ConstantTimeCompare(presented, sess.RefreshHash) != 1 {
 		return Tokens{}, s.retired(ctx, c, sess, presented, now)
 	}
-	t, rc, err := s.issuePair(sess.UserID, sess.ID)
+	var t Tokens
+	var rc Claims
+	if typ == ClientRefreshToken {
+		t, rc, err = s.issueClient(sess.UserID, sess.ID, claims.Scope)
+	} else {
+		t, rc, err = s.issuePair(sess.UserID, sess.ID)
+	}
 	if err != nil {
 		return Tokens{}, err
 	}

@@ -5,18 +5,62 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
 )
 
-// StartSession opens a new session for a user who has already been authenticated by
-// other means (an OpenID Connect code exchange, for example) and returns its first token
-// pair. It returns ErrNotFound for an unknown user.
-func (s *Service) StartSession(ctx context.Context, c Client, userID ecoid.ID) (Tokens, error) {
+// StartClientSession opens a session for a relying party of the OpenID provider (an
+// authorization code exchange): the user has authenticated already, and scope is what the
+// client was granted. It returns the session's first client refresh token
+// (ClientRefreshToken, carrying scope) and no access token: the client's access tokens are
+// project tokens the provider mints. Such a session is listed and revoked like any other,
+// but its refresh token works only through RefreshClient, never at Refresh, so a relying
+// party cannot turn it into a first-party session. It returns ErrNotFound for an unknown
+// user.
+func (s *Service) StartClientSession(ctx context.Context, c Client, userID ecoid.ID, scope string) (Tokens, error) {
 	if _, err := s.store.UserByID(ctx, userID); err != nil {
-		return Tokens{}, fmt.Errorf("auth: start session: %w", err)
+		return Tokens{}, fmt.Errorf("auth: start client session: %w", err)
 	}
-	return s.openSession(ctx, c, userID, s.clock())
+	now := s.clock()
+	sid := ecoid.New(ecoid.Session)
+	t, refresh, err := s.issueClient(userID, sid, scope)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return t, s.createSession(ctx, c, userID, sid, refresh, now)
+}
+
+// RefreshClient is Refresh for a client refresh token (StartClientSession): the same
+// rotation and reuse detection, and a new client refresh token with the same scope.
+// First-party refresh tokens are refused here, as client ones are at Refresh.
+func (s *Service) RefreshClient(ctx context.Context, c Client, refreshToken string) (Tokens, error) {
+	return s.refresh(ctx, c, refreshToken, ClientRefreshToken)
+}
+
+// LiveSession checks that the session of verified token claims is still open (not
+// logged out, revoked, expired or erased, and the user's) and returns when the user
+// authenticated to open it, for a relying decision that must not trust a signature
+// alone, such as the OpenID provider's "is the user signed in" and its auth_time. An
+// ended session is an error wrapping ErrInvalidToken (ErrSessionRevoked when it was
+// revoked); a store failure is returned as it is.
+func (s *Service) LiveSession(ctx context.Context, claims Claims) (authTime time.Time, err error) {
+	sess, err := s.store.Session(ctx, claims.SessionID)
+	if errors.Is(err, ErrNotFound) {
+		return time.Time{}, fmt.Errorf("%w: unknown session", ErrInvalidToken)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("auth: live session: %w", err)
+	}
+	switch {
+	case sess.UserID != claims.UserID:
+		return time.Time{}, fmt.Errorf("%w: session of another user", ErrInvalidToken)
+	case sess.Revoked():
+		return time.Time{}, ErrSessionRevoked
+	case !s.clock().Before(sess.ExpiresAt):
+		return time.Time{}, fmt.Errorf("%w: session expired", ErrInvalidToken)
+	}
+	return sess.CreatedAt, nil
 }
 
 // RevokeSession revokes the session with this ID, whoever owns it, for example when an

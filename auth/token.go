@@ -47,11 +47,17 @@ var errUnknownKID = errors.New("unknown or missing kid")
 // TokenType is the "typ" claim: what a token may be used for.
 type TokenType string
 
-// The two token types. An access token is never accepted where a refresh token is
-// expected, nor the other way round.
+// The token types. A token is accepted only where its own type is expected: an access
+// token never where a refresh token is, nor the other way round, and a client refresh
+// token only at the OpenID provider's token endpoint (Service.RefreshClient), never as a
+// first-party refresh token (Service.Refresh) nor as an access token.
 const (
 	AccessToken  TokenType = "access"
 	RefreshToken TokenType = "refresh"
+	// ClientRefreshToken is the refresh token of a session that an OpenID relying party
+	// holds (Service.StartClientSession): bound to that client's session and carrying the
+	// scope granted to it.
+	ClientRefreshToken TokenType = "client_refresh"
 )
 
 // Claims are the verified contents of a token.
@@ -65,6 +71,7 @@ type Claims struct {
 	IssuedAt  time.Time // "iat"
 	NotBefore time.Time // "nbf"
 	ExpiresAt time.Time // "exp"
+	Scope     string    // "scope": what was granted to the client, in a client refresh token only
 }
 
 // jwtClaims is the wire form of Claims.
@@ -72,6 +79,7 @@ type jwtClaims struct {
 	jwt.RegisteredClaims
 	SessionID ecoid.ID  `json:"sid"`
 	Type      TokenType `json:"typ"`
+	Scope     string    `json:"scope,omitempty"`
 }
 
 // IssuerConfig configures NewIssuer. Exactly one of Secret (HS256) and SigningKey
@@ -222,7 +230,7 @@ func (is *Issuer) Algorithm() string { return is.method.Alg() }
 
 // TTL returns the lifetime of tokens of type typ.
 func (is *Issuer) TTL(typ TokenType) time.Duration {
-	if typ == RefreshToken {
+	if typ == RefreshToken || typ == ClientRefreshToken {
 		return is.refreshTTL
 	}
 	return is.accessTTL
@@ -232,7 +240,12 @@ func (is *Issuer) TTL(typ TokenType) time.Duration {
 // type's TTL. It returns the token and its claims, or an error for an unknown type or an
 // invalid ID.
 func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Claims, error) {
-	if typ != AccessToken && typ != RefreshToken {
+	return is.issue(typ, userID, sessionID, "")
+}
+
+// issue is Issue with the scope claim of a client refresh token.
+func (is *Issuer) issue(typ TokenType, userID, sessionID ecoid.ID, scope string) (string, Claims, error) {
+	if typ != AccessToken && typ != RefreshToken && typ != ClientRefreshToken {
 		return "", Claims{}, fmt.Errorf("auth: unknown token type %q", typ)
 	}
 	if !userID.Valid() || !sessionID.Valid() {
@@ -249,6 +262,7 @@ func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Clai
 		IssuedAt:  now,
 		NotBefore: now,
 		ExpiresAt: now.Add(is.TTL(typ)),
+		Scope:     scope,
 	}
 	wire := jwtClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -262,6 +276,7 @@ func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Clai
 		},
 		SessionID: sessionID,
 		Type:      typ,
+		Scope:     scope,
 	}
 	tok := jwt.NewWithClaims(is.method, wire)
 	if is.kid != "" {
@@ -279,12 +294,17 @@ func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Clai
 // the message says what was wrong but never echoes the token.
 func (is *Issuer) Verify(token string, want TokenType) (Claims, error) {
 	var wire jwtClaims
-	_, err := is.parser.ParseWithClaims(token, &wire, is.key)
+	tok, err := is.parser.ParseWithClaims(token, &wire, is.key)
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, ErrTokenExpired)
 		}
 		return Claims{}, fmt.Errorf("%w: %s", ErrInvalidToken, DescribeJWTError(err))
+	}
+	if _, ok := tok.Header["crit"]; ok {
+		// RFC 7515 §4.1.11: a recipient must refuse a token whose "crit" names extensions
+		// it does not understand, and this one understands none (RFC 8725 §3.1).
+		return Claims{}, fmt.Errorf("%w: unsupported crit header", ErrInvalidToken)
 	}
 	if wire.Type != want {
 		return Claims{}, fmt.Errorf("%w: not a %s token", ErrInvalidToken, want)
@@ -307,6 +327,7 @@ func (is *Issuer) Verify(token string, want TokenType) (Claims, error) {
 		Issuer:    wire.Issuer,
 		Audience:  is.audience,
 		ExpiresAt: wire.ExpiresAt.UTC(),
+		Scope:     wire.Scope,
 	}
 	if wire.IssuedAt != nil {
 		c.IssuedAt = wire.IssuedAt.UTC()

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -183,7 +185,7 @@ func (p *Provider) Discovery() Discovery {
 		GrantTypesSupported:               []string{grantAuthorizationCd, grantRefresh},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{"EdDSA"},
-		ScopesSupported:                   []string{"openid", "email", "profile"},
+		ScopesSupported:                   slices.Clone(supportedScopes),
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
 		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name"},
 		CodeChallengeMethodsSupported:     []string{pkceMethodS256},
@@ -264,10 +266,10 @@ func (p *Provider) parseAuthRequest(ctx context.Context, q url.Values) (authRequ
 	if q.Get("response_type") != "code" {
 		return fail("unsupported_response_type", "only response_type=code is supported")
 	}
-	ar.scope = q.Get("scope")
-	if !hasScope(ar.scope, "openid") {
+	if !hasScope(q.Get("scope"), "openid") {
 		return fail("invalid_scope", "scope must include openid")
 	}
+	ar.scope = supportedScope(q.Get("scope"))
 	ar.challenge = q.Get("code_challenge")
 	if q.Get("code_challenge_method") != pkceMethodS256 || !validPKCE(ar.challenge) {
 		return fail("invalid_request", "PKCE is required: code_challenge (43-128 characters) with code_challenge_method=S256")
@@ -289,7 +291,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		rerr.send(w, r, p.cfg.Issuer)
 		return
 	}
-	claims, signedIn := p.signedIn(r)
+	claims, authTime, signedIn := p.signedIn(r)
 	if !signedIn || ar.prompt == "login" {
 		if ar.prompt == "none" {
 			(&redirectError{uri: ar.redirectURI, state: ar.state, code: "login_required", desc: "the user is not signed in"}).send(w, r, p.cfg.Issuer)
@@ -298,17 +300,30 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		p.renderSignIn(w, r, ar, "", "", http.StatusOK)
 		return
 	}
-	p.issueCode(w, r, ar, claims.UserID, claims.IssuedAt)
+	p.issueCode(w, r, ar, claims.UserID, authTime)
 }
 
-// signedIn returns the claims of the Nexus access cookie when it is valid.
-func (p *Provider) signedIn(r *http.Request) (auth.Claims, bool) {
+// signedIn returns the claims of the Nexus access cookie and when its session was
+// authenticated, when the cookie is valid and its session still open: a signature alone
+// is not enough, since the token of a session logged out, revoked by a password reset or
+// erased stays valid for its last minutes.
+func (p *Provider) signedIn(r *http.Request) (auth.Claims, time.Time, bool) {
 	tok := auth.AccessTokenFromCookie(r, p.cfg.Cookies)
 	if tok == "" {
-		return auth.Claims{}, false
+		return auth.Claims{}, time.Time{}, false
 	}
 	c, err := p.issuer.Verify(tok, auth.AccessToken)
-	return c, err == nil
+	if err != nil {
+		return auth.Claims{}, time.Time{}, false
+	}
+	authTime, err := p.cfg.Auth.LiveSession(r.Context(), c)
+	if err != nil {
+		if !errors.Is(err, auth.ErrInvalidToken) {
+			p.log.Error("sso: authorize: session check", "err", err)
+		}
+		return auth.Claims{}, time.Time{}, false
+	}
+	return c, authTime, true
 }
 
 // signIn handles the sign-in form (POST /oauth/authorize): CSRF-checked, then the
@@ -559,7 +574,7 @@ func (p *Provider) exchangeCode(ctx context.Context, client auth.Client, proj Pr
 	if terr != nil {
 		return TokenResponse{}, terr
 	}
-	tokens, err := p.cfg.Auth.StartSession(ctx, client, c.UserID)
+	tokens, err := p.cfg.Auth.StartClientSession(ctx, client, c.UserID, c.Scope)
 	if err != nil {
 		p.log.Error("sso: token: start session", "err", err)
 		return TokenResponse{}, &tokenError{http.StatusServiceUnavailable, "temporarily_unavailable", ""}
@@ -580,9 +595,23 @@ func (p *Provider) refresh(ctx context.Context, client auth.Client, proj Project
 	if rt == "" {
 		return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_request", "refresh_token is required"}
 	}
-	claims, err := p.issuer.Verify(rt, auth.RefreshToken)
+	claims, err := p.issuer.Verify(rt, auth.ClientRefreshToken)
 	if err != nil {
 		return TokenResponse{}, errGrant
+	}
+	// RFC 6749 §6: a refresh may narrow the scope granted, never widen it; omitted, it is
+	// the scope granted.
+	scope := claims.Scope
+	if asked := form.Get("scope"); asked != "" {
+		for _, s := range strings.Fields(asked) {
+			if !hasScope(claims.Scope, s) {
+				return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_scope", "scope " + strconv.Quote(s) + " was not granted"}
+			}
+		}
+		if !hasScope(asked, "openid") {
+			return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_scope", "scope must include openid"}
+		}
+		scope = supportedScope(asked)
 	}
 	bound, err := p.cfg.Store.SessionProject(ctx, claims.SessionID)
 	if errors.Is(err, ErrNotFound) || (err == nil && bound != proj.ID) {
@@ -596,18 +625,17 @@ func (p *Provider) refresh(ctx context.Context, client auth.Client, proj Project
 	if terr != nil {
 		return TokenResponse{}, terr
 	}
-	tokens, err := p.cfg.Auth.Refresh(ctx, client, rt)
-	if err != nil {
-		if !errors.Is(err, auth.ErrInvalidToken) {
-			p.log.Error("sso: token: refresh", "err", err)
+	authTime, err := p.cfg.Auth.LiveSession(ctx, claims)
+	if err == nil {
+		var tokens auth.Tokens
+		if tokens, err = p.cfg.Auth.RefreshClient(ctx, client, rt); err == nil {
+			return p.respond(ctx, proj, claims.UserID, role, scope, "", authTime, tokens.RefreshToken, p.now().UTC())
 		}
-		return TokenResponse{}, errGrant
 	}
-	scope := form.Get("scope")
-	if scope == "" {
-		scope = "openid"
+	if !errors.Is(err, auth.ErrInvalidToken) {
+		p.log.Error("sso: token: refresh", "err", err)
 	}
-	return p.respond(ctx, proj, claims.UserID, role, scope, "", time.Time{}, tokens.RefreshToken, p.now().UTC())
+	return TokenResponse{}, errGrant
 }
 
 // role returns the user's current role on the project: a revoked grant stops both the
@@ -757,6 +785,23 @@ func (e *redirectError) send(w http.ResponseWriter, r *http.Request, issuer stri
 type pageError struct {
 	status  int
 	message string
+}
+
+// supportedScopes are the scope values the provider understands (its discovery's
+// scopes_supported).
+var supportedScopes = []string{"openid", "email", "profile"}
+
+// supportedScope is the scope asked for with what the provider does not understand left
+// out (OpenID Connect Core §3.1.2.1: unknown values are ignored) and repeats dropped, in
+// the order asked: only scopes the provider knows are granted or reach a token.
+func supportedScope(asked string) string {
+	var out []string
+	for _, s := range strings.Fields(asked) {
+		if slices.Contains(supportedScopes, s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // hasScope reports whether the space-separated scope contains want.

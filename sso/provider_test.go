@@ -521,3 +521,134 @@ func TestSignInPageAsksForTheSecondFactor(t *testing.T) {
 		t.Fatalf("exchange after the second factor: %d %v", status, tok)
 	}
 }
+
+// A relying party's refresh token is good only at the token endpoint, for its client: as
+// a first-party refresh token it is refused (it would open a full Nexus session), and a
+// first-party refresh token is refused at the token endpoint.
+func TestClientRefreshTokenIsNoFirstPartyToken(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	pk := newPKCE()
+	code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, tok)
+	}
+	rt := tok["refresh_token"].(string)
+	if _, err := d.auth.Refresh(ctx, auth.Client{}, rt); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("auth.Refresh with the client's refresh token: %v, want ErrInvalidToken", err)
+	}
+	if _, err := d.auth.Issuer().Verify(rt, auth.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("the client's refresh token verified as an access token: %v", err)
+	}
+	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {login.RefreshToken}}, true); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("a first-party refresh token at the token endpoint: %d %v", status, body)
+	}
+	// The client's own refresh still works, and still cannot be used first-party.
+	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, true)
+	if status != http.StatusOK {
+		t.Fatalf("client refresh: %d %v", status, again)
+	}
+	if _, err := d.auth.Refresh(ctx, auth.Client{}, again["refresh_token"].(string)); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("auth.Refresh with the rotated client token: %v", err)
+	}
+}
+
+// The signed-in check is the session's, not only the cookie's signature: after logout
+// the cookie's token is still unexpired, and gets the sign-in page, never a code. The
+// id_token's auth_time is when the session was opened, not when its token was minted.
+func TestAuthorizeNeedsALiveSession(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now().Truncate(time.Second)
+	time.Sleep(1100 * time.Millisecond) // a refreshed token has a later iat than the session
+	pair, err := d.auth.Refresh(ctx, auth.Client{}, login.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorize := func(access string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(newPKCE(), nil), nil)
+		req.AddCookie(&http.Cookie{Name: "nexus_access", Value: access})
+		resp, err := browser(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	pk := newPKCE()
+	req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(pk, nil), nil)
+	req.AddCookie(&http.Cookie{Name: "nexus_access", Value: pair.AccessToken})
+	resp, err := browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	status, tok := d.exchange(t, d.codeGrant(d.codeFrom(t, resp), pk), true)
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, tok)
+	}
+	at := int64(jwtPayload(t, tok["id_token"].(string))["auth_time"].(float64))
+	if at < opened.Unix()-1 || at > opened.Unix()+1 {
+		t.Fatalf("auth_time %d, want the session's opening at %d (the access token was minted later)", at, opened.Unix())
+	}
+	claims, err := d.auth.Issuer().Verify(pair.AccessToken, auth.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.auth.Logout(ctx, auth.Client{}, claims); err != nil {
+		t.Fatal(err)
+	}
+	if resp := authorize(pair.AccessToken); resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+		t.Fatalf("authorize with a logged-out session's cookie: %d %q, want the sign-in page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// Scopes the provider does not know are not granted, and a refresh may narrow the
+// granted scope but never widen it (RFC 6749 §6).
+func TestScopeIsWhatIsSupportedAndGranted(t *testing.T) {
+	d := newIDP(t)
+	pk := newPKCE()
+	authURL := d.authorizeURL(pk, url.Values{"scope": {"openid admin write openid email"}})
+	code := d.codeFrom(t, d.signIn(t, browser(t), authURL, "ann@example.com", testPassword))
+	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
+	if status != http.StatusOK || tok["scope"] != "openid email" {
+		t.Fatalf("exchange: %d scope %v, want the known scopes asked for, once: \"openid email\"", status, tok["scope"])
+	}
+	if got := jwtPayload(t, tok["access_token"].(string))["scope"]; got != "openid email" {
+		t.Fatalf("access token scope %v", got)
+	}
+	refresh := func(rt, scope string) (int, map[string]any) {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+		if scope != "" {
+			form.Set("scope", scope)
+		}
+		return d.exchange(t, form, true)
+	}
+	for _, wider := range []string{"openid email profile", "openid superuser", "email"} {
+		if status, body := refresh(tok["refresh_token"].(string), wider); status != http.StatusBadRequest || body["error"] != "invalid_scope" {
+			t.Fatalf("refresh asking %q: %d %v, want 400 invalid_scope", wider, status, body)
+		}
+	}
+	status, narrow := refresh(tok["refresh_token"].(string), "openid")
+	if status != http.StatusOK || narrow["scope"] != "openid" || jwtPayload(t, narrow["id_token"].(string))["email"] != nil {
+		t.Fatalf("narrowed refresh: %d %v", status, narrow)
+	}
+	// Omitted, the scope is the one granted, not the last one asked for.
+	status, same := refresh(narrow["refresh_token"].(string), "")
+	if status != http.StatusOK || same["scope"] != "openid email" || jwtPayload(t, same["id_token"].(string))["email"] != "ann@example.com" {
+		t.Fatalf("refresh without scope: %d %v", status, same)
+	}
+	if id := jwtPayload(t, same["id_token"].(string)); id["name"] != nil {
+		t.Fatalf("the id_token has profile claims that were never granted: %v", id)
+	}
+}
