@@ -114,6 +114,18 @@ func sign(t *testing.T, m jwt.SigningMethod, key any, c jwt.MapClaims) string {
 	return s
 }
 
+// signWithHeader signs c with the test secret and one more header field.
+func signWithHeader(t *testing.T, name string, value any, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header[name] = value
+	s, err := tok.SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestRFC8725Attacks checks the attacks of RFC 8725 (JWT best current practices).
 func TestRFC8725Attacks(t *testing.T) {
 	clock := newClock()
@@ -136,30 +148,32 @@ func TestRFC8725Attacks(t *testing.T) {
 		return c
 	}
 	cases := map[string]string{
-		"alg none":                sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, rawClaims(now, "access")),
-		"HS512 with same secret":  sign(t, jwt.SigningMethodHS512, testSecret, rawClaims(now, "access")),
-		"HS384 with same secret":  sign(t, jwt.SigningMethodHS384, testSecret, rawClaims(now, "access")),
-		"stripped signature":      parts[0] + "." + parts[1] + ".",
-		"no signature part":       parts[0] + "." + parts[1],
-		"tampered payload":        tamperedPayload,
-		"other secret":            sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-32"), rawClaims(now, "access")),
-		"empty key":               sign(t, jwt.SigningMethodHS256, []byte{}, rawClaims(now, "access")),
-		"expired":                 sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Second - auth.DefaultLeeway).Unix() })),
-		"missing exp":             sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "exp") })),
-		"not yet valid":           sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })),
-		"issued in the future":    sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() })),
-		"wrong typ":               sign(t, jwt.SigningMethodHS256, testSecret, rawClaims(now, "refresh")),
-		"missing typ":             sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "typ") })),
-		"wrong iss":               sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["iss"] = "evil" })),
-		"missing iss":             sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "iss") })),
-		"wrong aud":               sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["aud"] = "other" })),
-		"missing aud":             sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "aud") })),
-		"sub not a user EcoID":    sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["sub"] = "admin" })),
-		"sub of another type":     sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["sub"] = string(ecoid.New(ecoid.APIKey)) })),
-		"sid not a session EcoID": sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["sid"] = string(ecoid.New(ecoid.User)) })),
-		"missing jti":             sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "jti") })),
-		"garbage":                 "not.a.token",
-		"empty":                   "",
+		"alg none":                 sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, rawClaims(now, "access")),
+		"HS512 with same secret":   sign(t, jwt.SigningMethodHS512, testSecret, rawClaims(now, "access")),
+		"HS384 with same secret":   sign(t, jwt.SigningMethodHS384, testSecret, rawClaims(now, "access")),
+		"stripped signature":       parts[0] + "." + parts[1] + ".",
+		"no signature part":        parts[0] + "." + parts[1],
+		"tampered payload":         tamperedPayload,
+		"other secret":             sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-32"), rawClaims(now, "access")),
+		"empty key":                sign(t, jwt.SigningMethodHS256, []byte{}, rawClaims(now, "access")),
+		"expired":                  sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Second - auth.DefaultLeeway).Unix() })),
+		"missing exp":              sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "exp") })),
+		"not yet valid":            sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })),
+		"issued in the future":     sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() })),
+		"wrong typ":                sign(t, jwt.SigningMethodHS256, testSecret, rawClaims(now, "refresh")),
+		"missing typ":              sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "typ") })),
+		"wrong iss":                sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["iss"] = "evil" })),
+		"missing iss":              sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "iss") })),
+		"wrong aud":                sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["aud"] = "other" })),
+		"missing aud":              sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "aud") })),
+		"sub not a user EcoID":     sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["sub"] = "admin" })),
+		"sub of another type":      sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["sub"] = string(ecoid.New(ecoid.APIKey)) })),
+		"sid not a session EcoID":  sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { c["sid"] = string(ecoid.New(ecoid.User)) })),
+		"missing jti":              sign(t, jwt.SigningMethodHS256, testSecret, with(func(c jwt.MapClaims) { delete(c, "jti") })),
+		"crit header":              signWithHeader(t, "crit", []string{"exp"}, rawClaims(now, "access")),
+		"client refresh as access": sign(t, jwt.SigningMethodHS256, testSecret, rawClaims(now, "client_refresh")),
+		"garbage":                  "not.a.token",
+		"empty":                    "",
 	}
 	for name, tok := range cases {
 		t.Run(name, func(t *testing.T) {
