@@ -6,12 +6,14 @@ package httpjson
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 )
@@ -173,13 +175,47 @@ func describe(err error) string {
 		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
 	case errors.As(err, &typ):
 		if typ.Field != "" {
-			return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+			return fmt.Sprintf("field %q must be %s", typ.Field, jsonKind(typ.Type))
 		}
-		return fmt.Sprintf("body must be %s", typ.Type)
+		return "body must be " + jsonKind(typ.Type)
 	default:
 		return "malformed JSON"
 	}
 }
+
+// jsonKind names the JSON value that decodes into t ("an object", "a string", …): the Go
+// type itself (main.generateRequest, struct { Email string … }) is an internal detail.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return "a string"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "a string" // base64
+		}
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	default:
+		return "of another type"
+	}
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 // WriteDecodeError answers a Decode error: 415 unsupported_media_type, 413
 // body_too_large or 400 invalid_json.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 type payload struct {
@@ -184,3 +185,34 @@ type discardWriter struct{ header http.Header }
 func (w *discardWriter) Header() http.Header         { return w.header }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+// A body of the wrong JSON type is described in JSON's terms, never by its Go type.
+func TestDecodeErrorsNameJSONTypesNotGoTypes(t *testing.T) {
+	type request struct {
+		Name   string          `json:"name"`
+		Count  int             `json:"count"`
+		Tags   []string        `json:"tags"`
+		At     time.Time       `json:"at"`
+		Ok     *bool           `json:"ok"`
+		Nested struct{ X int } `json:"nested"`
+	}
+	for body, want := range map[string]string{
+		`[]`:            "body must be an object",
+		`"x"`:           "body must be an object",
+		`{"name":1}`:    `field "name" must be a string`,
+		`{"count":"1"}`: `field "count" must be an integer`,
+		`{"count":1.5}`: `field "count" must be an integer`,
+		`{"tags":"a"}`:  `field "tags" must be an array`,
+		`{"ok":"yes"}`:  `field "ok" must be true or false`,
+		`{"nested":[]}`: `field "nested" must be an object`,
+	} {
+		var v request
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		err := Decode(w, r, &v)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "struct") || strings.Contains(err.Error(), "httpjson") {
+			t.Errorf("Decode(%s) = %v, want %q", body, err, want)
+		}
+	}
+}
