@@ -326,6 +326,27 @@ func (s *Service) reserveAttempt(ctx context.Context, c Client, a Activity, lim 
 }
 
 // giveBack releases a reserved attempt (the call it guarded succeeded).
+// checkPassword confirms the user's password before a sensitive change (action), under
+// the per-user password throttle: ErrInvalidCredentials for a wrong one (recorded), a
+// *ThrottledError past the limit, ErrNotFound for an unknown user. A right password gives
+// its attempt back.
+func (s *Service) checkPassword(ctx context.Context, c Client, userID ecoid.ID, password string, action Action) error {
+	hash, err := s.store.PasswordHash(ctx, userID)
+	if err != nil {
+		return err
+	}
+	at, err := s.reserveAttempt(ctx, c, Activity{UserID: userID, Action: action}, s.acct.passwordUser, "password-check", string(userID))
+	if err != nil {
+		return err
+	}
+	if _, err := s.hasher.Verify(hash, password); err != nil {
+		s.record(ctx, c, Activity{UserID: userID, Action: action, Detail: "wrong password"})
+		return ErrInvalidCredentials
+	}
+	s.giveBack(ctx, at)
+	return nil
+}
+
 func (s *Service) giveBack(ctx context.Context, a attempt) {
 	if a.key != "" {
 		s.release(ctx, a.key, a.start)

@@ -544,7 +544,7 @@ func testExportHoldsNoSecrets(t *testing.T, st func(*auth.Config)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enr, err := f.svc.EnrollTOTP(ctx, client, ann.User.ID)
+	enr, err := f.svc.EnrollTOTP(ctx, client, ann.User.ID, goodPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -788,7 +788,7 @@ func TestResetKeepsTheSecondFactor(t *testing.T) {
 	ctx := context.Background()
 	f := newAcct(t, func(c *auth.Config) { c.MFA.Key = bytes.Repeat([]byte{9}, auth.MFAKeySize) })
 	ann := f.register(t, "ann@example.com")
-	enr, err := f.svc.EnrollTOTP(ctx, client, ann.User.ID)
+	enr, err := f.svc.EnrollTOTP(ctx, client, ann.User.ID, goodPassword)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,19 +122,9 @@ func (s *Service) Export(ctx context.Context, userID ecoid.ID) (Export, error) {
 // Errors: ErrInvalidCredentials for a wrong password, a *ThrottledError, ErrNotFound for
 // an unknown user, the hook's error (nothing erased), or a store error.
 func (s *Service) DeleteAccount(ctx context.Context, c Client, userID ecoid.ID, password string) error {
-	hash, err := s.store.PasswordHash(ctx, userID)
-	if err != nil {
+	if err := s.checkPassword(ctx, c, userID, password, ActionAccountErase); err != nil {
 		return fmt.Errorf("auth: delete account: %w", err)
 	}
-	at, err := s.reserveAttempt(ctx, c, Activity{UserID: userID, Action: ActionAccountErase}, s.acct.passwordUser, "password-check", string(userID))
-	if err != nil {
-		return err
-	}
-	if _, err := s.hasher.Verify(hash, password); err != nil {
-		s.record(ctx, c, Activity{UserID: userID, Action: ActionAccountErase, Detail: "wrong password"})
-		return ErrInvalidCredentials
-	}
-	s.giveBack(ctx, at)
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {
 		return fmt.Errorf("auth: delete account: %w", err)

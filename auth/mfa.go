@@ -246,11 +246,16 @@ type TOTPEnrollment struct {
 	URL    string `json:"otpauth_url"`
 }
 
-// EnrollTOTP starts (or restarts) TOTP enrollment: it makes a new secret, stores it
-// encrypted as pending and returns it once. Logins need no code until ConfirmTOTP.
-// Errors: ErrMFADisabled, ErrMFAEnabled when TOTP is already on, ErrNotFound for an
-// unknown user, or a store error.
-func (s *Service) EnrollTOTP(ctx context.Context, c Client, userID ecoid.ID) (TOTPEnrollment, error) {
+// EnrollTOTP starts (or restarts) TOTP enrollment after checking the user's password:
+// it makes a new secret, stores it encrypted as pending and returns it once. Logins need
+// no code until ConfirmTOTP. The password is asked again (OWASP ASVS V3.7.1, NIST SP
+// 800-63B §6.1.2.3: binding an authenticator needs the existing one) because whoever
+// turns TOTP on decides who can log in: with a stolen access token alone, an attacker
+// could otherwise bind a factor of their own and lock the owner out. Wrong passwords are
+// throttled per user as DeleteAccount's are (AccountConfig.PasswordPerUser). Errors:
+// ErrMFADisabled, ErrMFAEnabled when TOTP is already on, ErrInvalidCredentials for a wrong
+// password, a *ThrottledError, ErrNotFound for an unknown user, or a store error.
+func (s *Service) EnrollTOTP(ctx context.Context, c Client, userID ecoid.ID, password string) (TOTPEnrollment, error) {
 	m, err := s.mfaOn()
 	if err != nil {
 		return TOTPEnrollment{}, err
@@ -258,6 +263,9 @@ func (s *Service) EnrollTOTP(ctx context.Context, c Client, userID ecoid.ID) (TO
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {
 		return TOTPEnrollment{}, fmt.Errorf("auth: enroll totp: %w", err)
+	}
+	if err := s.checkPassword(ctx, c, userID, password, ActionMFAEnroll); err != nil {
+		return TOTPEnrollment{}, err
 	}
 	raw, text := totp.NewSecret()
 	err = m.store.PutPendingTOTP(ctx, userID, m.seal(userID, raw), s.clock())

@@ -30,7 +30,7 @@ func ExampleService_VerifyMFA() {
 	client := auth.Client{IP: "192.0.2.1", UserAgent: "example"}
 	ann, _ := svc.Register(ctx, client, "ann@example.com", "Correct-Horse-9", "Ann")
 
-	en, _ := svc.EnrollTOTP(ctx, client, ann.User.ID) // show en.URL as a QR code, once
+	en, _ := svc.EnrollTOTP(ctx, client, ann.User.ID, "Correct-Horse-9") // the password again; show en.URL as a QR code, once
 	secret, _ := totp.DecodeSecret(en.Secret)
 	var app totp.Params // what the user's authenticator app computes
 	codes, err := svc.ConfirmTOTP(ctx, client, ann.User.ID, app.Code(secret, app.Step(now)))

@@ -45,7 +45,7 @@ func (f *fixture) enable(t *testing.T, email string) mfaUser {
 	t.Helper()
 	ctx := context.Background()
 	u := mfaUser{Result: f.register(t, email)}
-	en, err := f.svc.EnrollTOTP(ctx, client, u.User.ID)
+	en, err := f.svc.EnrollTOTP(ctx, client, u.User.ID, goodPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func testMFAFlow(t *testing.T, st func(*auth.Config)) {
 	ctx := context.Background()
 	f := newFixture(t, st, withMFA)
 	reg := f.register(t, "ann@example.com")
-	en, err := f.svc.EnrollTOTP(ctx, client, reg.User.ID)
+	en, err := f.svc.EnrollTOTP(ctx, client, reg.User.ID, goodPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func testMFAFlow(t *testing.T, st func(*auth.Config)) {
 	if on, _ := f.svc.MFAEnabled(ctx, reg.User.ID); !on {
 		t.Fatal("MFAEnabled false after confirmation")
 	}
-	if _, err := f.svc.EnrollTOTP(ctx, client, reg.User.ID); !errors.Is(err, auth.ErrMFAEnabled) {
+	if _, err := f.svc.EnrollTOTP(ctx, client, reg.User.ID, goodPassword); !errors.Is(err, auth.ErrMFAEnabled) {
 		t.Fatalf("enrolling twice: %v, want ErrMFAEnabled", err)
 	}
 	if _, err := f.svc.ConfirmTOTP(ctx, client, reg.User.ID, confirmCode); !errors.Is(err, auth.ErrMFAEnabled) {
@@ -517,7 +517,7 @@ func TestMFAOffByDefault(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	res := f.register(t, "ann@example.com")
-	if _, err := f.svc.EnrollTOTP(ctx, client, res.User.ID); !errors.Is(err, auth.ErrMFADisabled) {
+	if _, err := f.svc.EnrollTOTP(ctx, client, res.User.ID, goodPassword); !errors.Is(err, auth.ErrMFADisabled) {
 		t.Fatalf("EnrollTOTP without a key: %v", err)
 	}
 	if _, err := f.svc.VerifyMFA(ctx, client, "x", "123456"); !errors.Is(err, auth.ErrMFADisabled) {
@@ -574,7 +574,7 @@ func TestMFASecretNeverLeaks(t *testing.T) {
 	keep(f.svc.VerifyMFA(ctx, auth.Client{IP: "x"}, tok, f.code(u, 0)))
 	keep(f.svc.VerifyMFA(ctx, client, tok, f.code(u, 0)))
 	keep(f.svc.Login(ctx, client, "ann@example.com", goodPassword))
-	keep(f.svc.EnrollTOTP(ctx, client, u.User.ID))
+	keep(f.svc.EnrollTOTP(ctx, client, u.User.ID, goodPassword))
 	keep(f.svc.ConfirmTOTP(ctx, client, u.User.ID, f.code(u, 0)))
 	keep(nil, f.svc.DisableTOTP(ctx, client, u.User.ID, "wrong", f.code(u, 0)))
 	acts, _ := f.svc.Activities(ctx, u.User.ID, 0)
@@ -715,7 +715,7 @@ func FuzzVerifyMFA(f *testing.F) {
 	fx := newFixture(f, withMFA)
 	ctx := context.Background()
 	res := fx.register(f, "ann@example.com")
-	if _, err := fx.svc.EnrollTOTP(ctx, client, res.User.ID); err != nil {
+	if _, err := fx.svc.EnrollTOTP(ctx, client, res.User.ID, goodPassword); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(strings.Repeat("A", 43), "123456")
@@ -732,4 +732,24 @@ func FuzzVerifyMFA(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Enrolment asks for the password: a stolen access token alone cannot bind a second
+// factor. Wrong passwords bind nothing and are throttled per user.
+func TestEnrollTOTPNeedsThePassword(t *testing.T) {
+	f := newFixture(t, withMFA)
+	ctx := context.Background()
+	reg := f.register(t, "ann@example.com")
+	for range 5 {
+		if _, err := f.svc.EnrollTOTP(ctx, client, reg.User.ID, "Wrong-Horse-9"); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatalf("EnrollTOTP with a wrong password: %v, want ErrInvalidCredentials", err)
+		}
+	}
+	if info, err := f.svc.Export(ctx, reg.User.ID); err != nil || info.MFA.TOTPPending || info.MFA.TOTPEnabled {
+		t.Fatalf("a wrong password left an enrolment: %+v %v", info.MFA, err)
+	}
+	var te *auth.ThrottledError
+	if _, err := f.svc.EnrollTOTP(ctx, client, reg.User.ID, goodPassword); !errors.As(err, &te) {
+		t.Fatalf("sixth attempt in the window: %v, want a *ThrottledError", err)
+	}
 }

@@ -467,7 +467,7 @@ var mfaTokenRE = regexp.MustCompile(`name="mfa_token" value="([^"]+)"`)
 func TestSignInPageAsksForTheSecondFactor(t *testing.T) {
 	d := newIDP(t)
 	ctx := context.Background()
-	enr, err := d.auth.EnrollTOTP(ctx, auth.Client{}, d.user.ID)
+	enr, err := d.auth.EnrollTOTP(ctx, auth.Client{}, d.user.ID, testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}

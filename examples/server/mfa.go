@@ -63,16 +63,17 @@ func (h mfaHandlers) register(rt *router) {
 	rt.HandleFunc("POST /api/auth/mfa/verify", h.verify)
 }
 
-// enroll: POST /api/auth/mfa/totp/enroll → {secret, otpauth_url}, shown this once.
+// enroll: POST /api/auth/mfa/totp/enroll {password} → {secret, otpauth_url}, shown this
+// once. The password is asked again: a stolen access token alone must not bind a factor.
 func (h mfaHandlers) enroll(w http.ResponseWriter, r *http.Request) {
-	if hasBody(r) {
-		var none struct{}
-		if err := httpjson.Decode(w, r, &none); err != nil {
-			httpjson.WriteDecodeError(w, err)
-			return
-		}
+	var in struct {
+		Password string `json:"password"`
 	}
-	en, err := h.svc.EnrollTOTP(r.Context(), auth.ClientFromRequest(r), currentUser(r))
+	if err := httpjson.Decode(w, r, &in); err != nil {
+		httpjson.WriteDecodeError(w, err)
+		return
+	}
+	en, err := h.svc.EnrollTOTP(r.Context(), auth.ClientFromRequest(r), currentUser(r), in.Password)
 	if err != nil {
 		h.mfaError(w, r, err, http.StatusBadRequest)
 		return
@@ -166,7 +167,7 @@ func (h mfaHandlers) mfaError(w http.ResponseWriter, r *http.Request, err error,
 		httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "the account no longer exists")
 	case errors.As(err, &te):
 		w.Header().Set("Retry-After", strconv.Itoa(auth.RetryAfterSeconds(te.RetryAfter)))
-		httpjson.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", "too many wrong codes; log in again later")
+		httpjson.WriteError(w, http.StatusTooManyRequests, "too_many_attempts", "too many wrong attempts; try again later")
 	case errors.Is(err, auth.ErrThrottleUnavailable):
 		h.log.Error("mfa: throttle store unavailable", "err", err)
 		httpjson.WriteError(w, http.StatusServiceUnavailable, "throttle_unavailable", "try again shortly")

@@ -40,7 +40,7 @@ func (s *testServer) mfaOn(email string) (sessionAnswer, string, []string) {
 		Secret string `json:"secret"`
 		URL    string `json:"otpauth_url"`
 	}
-	resp := s.do("POST", "/api/auth/mfa/totp/enroll", "", bearer(reg.AccessToken), &en)
+	resp := s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, bearer(reg.AccessToken), &en)
 	if resp.StatusCode != 200 || len(en.Secret) != 32 || !strings.HasPrefix(en.URL, "otpauth://totp/") || resp.Header.Get("Cache-Control") != "no-store" {
 		s.t.Fatalf("enroll: %d %+v %v", resp.StatusCode, en, resp.Header)
 	}
@@ -89,7 +89,7 @@ func TestMFAWithPostgres(t *testing.T) {
 func mfaFlow(t *testing.T, s *testServer, email string) {
 	reg, secret, recovery := s.mfaOn(email)
 	var e errorAnswer
-	if resp := s.do("POST", "/api/auth/mfa/totp/enroll", "", bearer(reg.AccessToken), &e); resp.StatusCode != 409 || e.Error.Code != "mfa_already_enabled" {
+	if resp := s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, bearer(reg.AccessToken), &e); resp.StatusCode != 409 || e.Error.Code != "mfa_already_enabled" {
 		t.Fatalf("enroll twice: %d %+v", resp.StatusCode, e)
 	}
 	token := s.mfaLogin(email, jsonHeader())
@@ -179,13 +179,13 @@ func TestMFAConfirmErrors(t *testing.T) {
 	if resp := s.do("POST", "/api/auth/mfa/totp/confirm", `{"code":"123456"}`, bearer(reg.AccessToken), &e); resp.StatusCode != 400 || e.Error.Code != "invalid_code" {
 		t.Fatalf("confirm without enrollment: %d %+v", resp.StatusCode, e)
 	}
-	s.do("POST", "/api/auth/mfa/totp/enroll", "", bearer(reg.AccessToken), nil)
+	s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, bearer(reg.AccessToken), nil)
 	for _, body := range []string{`{"code":"12345"}`, `{"code":"abcdef"}`, `{"code":""}`} {
 		if resp := s.do("POST", "/api/auth/mfa/totp/confirm", body, bearer(reg.AccessToken), &e); resp.StatusCode != 400 || e.Error.Code != "invalid_code" {
 			t.Fatalf("confirm %s: %d %+v", body, resp.StatusCode, e)
 		}
 	}
-	if resp := s.do("POST", "/api/auth/mfa/totp/enroll", "", nil, &e); resp.StatusCode != 401 {
+	if resp := s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, nil, &e); resp.StatusCode != 401 {
 		t.Fatalf("enroll without a user: %d", resp.StatusCode)
 	}
 	if resp := s.do("POST", "/api/auth/mfa/totp/disable", `{"password":"Correct-Horse-9","code":"123456"}`, bearer(reg.AccessToken), &e); resp.StatusCode != 409 || e.Error.Code != "mfa_not_enabled" {
@@ -218,7 +218,7 @@ func TestMFAKeySetting(t *testing.T) {
 	s := startServer(t, authEnv("DATABASE_URL", dsn))
 	reg := s.register(strings.ToLower(string(ecoid.New(ecoid.User))) + "@example.com")
 	var e errorAnswer
-	if resp := s.do("POST", "/api/auth/mfa/totp/enroll", "", bearer(reg.AccessToken), &e); resp.StatusCode != 503 || e.Error.Code != "mfa_disabled" {
+	if resp := s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, bearer(reg.AccessToken), &e); resp.StatusCode != 503 || e.Error.Code != "mfa_disabled" {
 		t.Fatalf("enroll without NEXUS_MFA_KEY on Postgres: %d %+v", resp.StatusCode, e)
 	}
 }

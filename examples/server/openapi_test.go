@@ -322,7 +322,8 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	s.do("POST", "/api/auth/mfa/totp/enroll", `{bad`, fresh, nil)                                                                                 // 400 invalid_json
 	s.do("POST", "/api/auth/mfa/totp/enroll", `hello`, http.Header{"Authorization": fresh["Authorization"], "Content-Type": {"text/plain"}}, nil) // 415
 	mfaUser, secret, recovery := s.mfaOn("mfa@example.com")
-	s.do("POST", "/api/auth/mfa/totp/enroll", "", bearer(mfaUser.AccessToken), nil)                   // 409
+	s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, bearer(mfaUser.AccessToken), nil) // 409
+	s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Wrong-Horse-9"}`, fresh, nil)                          // 401
 	s.do("POST", "/api/auth/mfa/totp/confirm", `{"code":"000000"}`, bearer(mfaUser.AccessToken), nil) // 409 (already on)
 	mfaTok := s.mfaLogin("mfa@example.com", j)
 	s.mfaVerify(`{"mfa_token":"`+mfaTok+`","code":"000000"}`, j) // 401
@@ -460,7 +461,7 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 		"POST /api/auth/password/change":    {401},
 		"POST /api/auth/sessions/revoke":    {404},
 		"GET /api/auth/activity":            {400},
-		"POST /api/auth/mfa/totp/enroll":    {409},
+		"POST /api/auth/mfa/totp/enroll":    {401, 409},
 		"POST /api/auth/mfa/verify":         {400, 401},
 		"POST /api/auth/mfa/totp/disable":   {401, 409},
 		"POST /api/keys/generate":           {400},
