@@ -70,6 +70,23 @@ func (s *services) accountConfig() (auth.AccountConfig, error) {
 	return ac, nil
 }
 
+// revokeActiveKeys revokes every active key of owner.
+func revokeActiveKeys(ctx context.Context, keys *apikey.Service, owner ecoid.ID) error {
+	list, err := keys.List(ctx, owner)
+	if err != nil {
+		return err
+	}
+	for _, k := range list {
+		if k.Status != apikey.Active {
+			continue
+		}
+		if err := keys.Revoke(ctx, owner, k.ID); err != nil && !errors.Is(err, apikey.ErrRevoked) {
+			return fmt.Errorf("revoke key %s: %w", k.ID, err)
+		}
+	}
+	return nil
+}
+
 // eraseAccountData is auth's OnErase hook: before auth erases the account, its API keys
 // are revoked, a paid subscription is canceled at Stripe (at the end of the period already
 // paid for) and the email is removed from the billing row. Usage rows stay under the
@@ -77,17 +94,8 @@ func (s *services) accountConfig() (auth.AccountConfig, error) {
 // billing needs the period counts to charge the last period's overage. Any error stops the
 // erasure before auth deletes anything, so the user can retry.
 func (s *services) eraseAccountData(ctx context.Context, u auth.User) error {
-	keys, err := s.keys.List(ctx, u.ID)
-	if err != nil {
+	if err := revokeActiveKeys(ctx, s.keys, u.ID); err != nil {
 		return err
-	}
-	for _, k := range keys {
-		if k.Status != apikey.Active {
-			continue
-		}
-		if err := s.keys.Revoke(ctx, u.ID, k.ID); err != nil && !errors.Is(err, apikey.ErrRevoked) {
-			return fmt.Errorf("revoke key %s: %w", k.ID, err)
-		}
 	}
 	sub, err := s.billing.Current(ctx, u.ID)
 	if errors.Is(err, billing.ErrNotFound) {
@@ -461,6 +469,11 @@ func (h accountHandlers) deleteMe(w http.ResponseWriter, r *http.Request) {
 		}
 		h.accountError(w, r, err)
 		return
+	}
+	// A key made while the account was being erased (its access token still worked) is
+	// revoked now; keyHandlers.generate catches one made after this.
+	if err := revokeActiveKeys(context.WithoutCancel(r.Context()), h.keys, currentUser(r)); err != nil {
+		h.log.Error("revoke keys after erasure", "err", err)
 	}
 	auth.ClearTokenCookies(w, h.sessions.cookies)
 	w.WriteHeader(http.StatusNoContent)

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/mail"
 )
 
@@ -483,5 +485,32 @@ func eraseFlow(t *testing.T, s *testServer) {
 	again := s.register(email)
 	if again.User.ID == ann.User.ID || s.me(again.AccessToken).EmailVerified {
 		t.Fatalf("re-registration %+v", again.User)
+	}
+}
+
+// A key made with the token of an account being erased does not outlive the account:
+// the token still passes the session check for a moment, but the key is revoked and the
+// answer is 401.
+func TestNoKeyOutlivesAnErasedAccount(t *testing.T) {
+	a, s := startAppWith(t, authEnv(), nil)
+	ann := s.register("ann@example.com")
+	tok := bearer(ann.AccessToken)
+	s.generate(ann.AccessToken, `{"name":"before","scopes":["read"]}`) // and the session check is cached as live
+	if resp := s.do("DELETE", "/api/auth/me", `{"password":"Correct-Horse-9"}`, tok, nil); resp.StatusCode != 204 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	var e errorAnswer
+	resp := s.do("POST", "/api/keys/generate", `{"name":"after","scopes":["read"]}`, tok, &e)
+	if resp.StatusCode != 401 {
+		t.Fatalf("generate after erasure: %d %+v, want 401", resp.StatusCode, e)
+	}
+	keys, err := a.keys.List(context.Background(), ecoid.MustParse(ann.User.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.Status == apikey.Active {
+			t.Fatalf("key %s (%s) of the erased account is active", k.ID, k.Name)
+		}
 	}
 }

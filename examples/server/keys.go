@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
+	"github.com/nexus-ecosystem/nexus/auth"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/httpjson"
 )
@@ -16,6 +18,7 @@ import (
 // keyHandlers serve /api/keys/*: a signed-in user's API keys.
 type keyHandlers struct {
 	keys        *apikey.Service
+	users       *auth.Service // the owner must still exist once the key is made
 	requireUser func(http.Handler) http.Handler
 	log         *slog.Logger
 }
@@ -67,6 +70,21 @@ func (h keyHandlers) generate(w http.ResponseWriter, r *http.Request) {
 	k, plain, err := h.keys.Create(r.Context(), p)
 	if err != nil {
 		h.keyError(w, r, err)
+		return
+	}
+	// The account may have been erased while the key was made (its access token lives on
+	// for a moment): look for the owner after the key exists. Erasure revokes the owner's
+	// keys before and after it deletes the account, so either this finds the account gone
+	// and revokes the key, or the account went after this look and its erasure revokes it.
+	if _, err := h.users.UserByID(r.Context(), p.Owner); err != nil {
+		if rerr := h.keys.Revoke(context.WithoutCancel(r.Context()), p.Owner, k.ID); rerr != nil && !errors.Is(rerr, apikey.ErrRevoked) {
+			h.log.Error("revoke a key of an erased account", "key_id", k.ID, "err", rerr)
+		}
+		if errors.Is(err, auth.ErrNotFound) {
+			httpjson.WriteError(w, http.StatusUnauthorized, "unauthorized", "the account no longer exists")
+			return
+		}
+		internalError(h.log, w, r, "key owner check", err)
 		return
 	}
 	httpjson.WriteSecret(w, http.StatusCreated, generatedKey{

@@ -323,8 +323,8 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	s.do("POST", "/api/auth/mfa/totp/enroll", `hello`, http.Header{"Authorization": fresh["Authorization"], "Content-Type": {"text/plain"}}, nil) // 415
 	mfaUser, secret, recovery := s.mfaOn("mfa@example.com")
 	s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Correct-Horse-9"}`, bearer(mfaUser.AccessToken), nil) // 409
-	s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Wrong-Horse-9"}`, fresh, nil)                          // 401
-	s.do("POST", "/api/auth/mfa/totp/confirm", `{"code":"000000"}`, bearer(mfaUser.AccessToken), nil) // 409 (already on)
+	s.do("POST", "/api/auth/mfa/totp/enroll", `{"password":"Wrong-Horse-9"}`, fresh, nil)                         // 401
+	s.do("POST", "/api/auth/mfa/totp/confirm", `{"code":"000000"}`, bearer(mfaUser.AccessToken), nil)             // 409 (already on)
 	mfaTok := s.mfaLogin("mfa@example.com", j)
 	s.mfaVerify(`{"mfa_token":"`+mfaTok+`","code":"000000"}`, j) // 401
 	s.mfaVerify(`{"mfa_token":"`+mfaTok+`"}`, j)                 // 400

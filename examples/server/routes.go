@@ -34,7 +34,7 @@ func (s *services) routes() *router {
 	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
 		billing: s.billing, requireUser: requireUser, log: s.log}.register(rt)
 	mfaHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies}, requireUser: requireUser, log: s.log}.register(rt)
-	keyHandlers{keys: s.keys, requireUser: requireUser, log: s.log}.register(rt)
+	keyHandlers{keys: s.keys, users: s.auth, requireUser: requireUser, log: s.log}.register(rt)
 	apiHandlers{protect: s.protect}.register(rt)
 	usageHandlers{store: s.usageStore, quota: s.quota, plans: s.billing, requireUser: requireUser, log: s.log}.register(rt)
 	billingHandlers{billing: s.billing, users: s.auth, cfg: s.cfg.Billing, requireUser: requireUser, log: s.log}.register(rt)
