@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
 	"slices"
 	"strings"
 
@@ -81,7 +83,24 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.unmatched(w, r)
 		return
 	}
+	if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
+		// The ServeMux redirects an unclean path (//, /./, /../) to its clean form, with an
+		// HTML body: the same redirect, answered in JSON.
+		w.Header().Set("Location", (&url.URL{Path: clean, RawQuery: r.URL.RawQuery}).String())
+		httpjson.WriteError(w, http.StatusTemporaryRedirect, "not_canonical", "the path is not in its clean form; follow Location")
+		return
+	}
 	rt.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is the ServeMux's canonical form of a path: path.Clean, keeping a trailing
+// slash.
+func cleanPath(p string) string {
+	np := path.Clean(p)
+	if strings.HasSuffix(p, "/") && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // methodPath is the key of router.exact.
