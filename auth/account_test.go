@@ -465,6 +465,19 @@ func testProfileAndSessions(t *testing.T, st func(*auth.Config)) {
 	if _, err := f.svc.UpdateProfile(ctx, client, ann.User.ID, strings.Repeat("é", auth.MaxNameLength+1)); !errors.Is(err, auth.ErrInvalidName) {
 		t.Fatalf("long name = %v", err)
 	}
+	for _, spoof := range []string{"Ann‮gnp.exe", "⁦admin⁩", "x‪y"} {
+		if _, err := f.svc.UpdateProfile(ctx, client, ann.User.ID, spoof); !errors.Is(err, auth.ErrInvalidName) {
+			t.Fatalf("bidirectional control in %q = %v", spoof, err)
+		}
+	}
+	for _, fine := range []string{"محمد‌رضا", "👩‍💻 Ann"} { // ZWNJ in Persian; a ZWJ emoji
+		if _, err := f.svc.UpdateProfile(ctx, client, ann.User.ID, fine); err != nil {
+			t.Fatalf("UpdateProfile(%q) = %v", fine, err)
+		}
+	}
+	if _, err := f.svc.Register(ctx, client, "eve@example.com", goodPassword, "Eve‮"); !errors.Is(err, auth.ErrInvalidName) {
+		t.Fatalf("Register with a bidirectional override = %v", err)
+	}
 
 	sessions, err := f.svc.Sessions(ctx, ann.User.ID, ann.SessionID)
 	if err != nil || len(sessions) != 2 {

@@ -10,10 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
 )
@@ -249,10 +246,9 @@ func (s *Service) Register(ctx context.Context, c Client, email, password, fullN
 	if err != nil {
 		return Result{}, err
 	}
-	fullName = strings.TrimSpace(fullName)
-	if !utf8.ValidString(fullName) || utf8.RuneCountInString(fullName) > MaxNameLength ||
-		strings.ContainsFunc(fullName, unicode.IsControl) { // NUL would also fail in Postgres
-		return Result{}, fmt.Errorf("%w: at most %d characters of UTF-8, no control characters", ErrInvalidName, MaxNameLength)
+	fullName, err = cleanFullName(fullName)
+	if err != nil {
+		return Result{}, err
 	}
 	if err := s.policy.Validate(password); err != nil {
 		return Result{}, err
