@@ -11,10 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/safetext"
 )
 
 // Defaults of Config and CreateParams.
@@ -258,8 +258,8 @@ func checkName(name string) (string, error) {
 		return "", inputError("name", "is not valid UTF-8")
 	case utf8.RuneCountInString(name) > MaxNameLen:
 		return "", inputError("name", "is longer than %d characters", MaxNameLen)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return "", inputError("name", "has a control character")
+	case !safetext.Clean(name):
+		return "", inputError("name", "has a control or bidirectional-override character")
 	}
 	return name, nil
 }

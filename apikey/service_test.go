@@ -125,6 +125,8 @@ func TestCreateRejectsBadInput(t *testing.T) {
 		"name too long":              func(p *apikey.CreateParams) { p.Name = strings.Repeat("é", 101) },
 		"name control":               func(p *apikey.CreateParams) { p.Name = "a\nb" },
 		"name utf8":                  func(p *apikey.CreateParams) { p.Name = "a\xffb" },
+		"name bidi override":         func(p *apikey.CreateParams) { p.Name = "ab\u202ecd" },
+		"name isolate":               func(p *apikey.CreateParams) { p.Name = "\u2066x\u2069" },
 		"scopes empty":               func(p *apikey.CreateParams) { p.Scopes = []string{""} },
 		"scopes chars":               func(p *apikey.CreateParams) { p.Scopes = []string{"Read"} },
 		"scopes long":                func(p *apikey.CreateParams) { p.Scopes = []string{strings.Repeat("a", 65)} },

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/safetext"
 	"github.com/nexus-ecosystem/nexus/mail"
 )
 
@@ -356,19 +356,10 @@ func (s *Service) giveBack(ctx context.Context, a attempt) {
 // cleanFullName trims a full name and checks Register's rules for it.
 func cleanFullName(fullName string) (string, error) {
 	fullName = strings.TrimSpace(fullName)
-	if !utf8.ValidString(fullName) || utf8.RuneCountInString(fullName) > MaxNameLength ||
-		strings.ContainsFunc(fullName, badNameRune) {
-		return "", fmt.Errorf("%w: at most %d characters of UTF-8, no control characters", ErrInvalidName, MaxNameLength)
+	if !safetext.Clean(fullName) || utf8.RuneCountInString(fullName) > MaxNameLength {
+		return "", fmt.Errorf("%w: at most %d characters of UTF-8, no control or bidirectional-override characters", ErrInvalidName, MaxNameLength)
 	}
 	return fullName, nil
-}
-
-// badNameRune reports a rune a name may not hold: a control character (NUL would also
-// fail in PostgreSQL) or a bidirectional embedding, override or isolate (U+202A–U+202E,
-// U+2066–U+2069), which can make a name shown to others read as something else. The
-// joiners (U+200C, U+200D) and marks (U+200E, U+200F) that scripts and emoji need stay.
-func badNameRune(r rune) bool {
-	return unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
 }
 
 // UpdateProfile sets the user's full name (trimmed; the rules of Register) and returns

@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"strings"
 
+	"github.com/nexus-ecosystem/nexus/internal/safetext"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -29,6 +30,9 @@ func NormalizeEmail(s string) (string, error) {
 	}
 	if len(s) > MaxEmailBytes {
 		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalidEmail, MaxEmailBytes)
+	}
+	if !safetext.Clean(s) {
+		return "", fmt.Errorf("%w: control or bidirectional-override characters", ErrInvalidEmail)
 	}
 	addr, err := mail.ParseAddress(s)
 	if err != nil || addr.Name != "" || addr.Address != s {

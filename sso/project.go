@@ -12,9 +12,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/safetext"
 )
 
 // Registration limits.
@@ -58,8 +58,8 @@ func (p *Projects) Register(ctx context.Context, name string, redirectURIs []str
 	switch {
 	case name == "":
 		return Project{}, "", fmt.Errorf("%w: name is required", ErrInvalidProject)
-	case len(name) > MaxProjectName || !utf8.ValidString(name) || strings.ContainsFunc(name, isControl):
-		return Project{}, "", fmt.Errorf("%w: name must be valid text of at most %d bytes without control characters", ErrInvalidProject, MaxProjectName)
+	case len(name) > MaxProjectName || !safetext.Clean(name):
+		return Project{}, "", fmt.Errorf("%w: name must be valid text of at most %d bytes without control or bidirectional-override characters", ErrInvalidProject, MaxProjectName)
 	case len(redirectURIs) == 0:
 		return Project{}, "", fmt.Errorf("%w: at least one redirect URI is required", ErrInvalidProject)
 	case len(redirectURIs) > MaxRedirectURIs:
@@ -157,8 +157,6 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

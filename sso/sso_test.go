@@ -56,6 +56,8 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 	}{
 		"empty name":        {"", []string{"https://a.test/cb"}},
 		"control in name":   {"a\x00b", []string{"https://a.test/cb"}},
+		"C1 in name":        {"a\u0085b", []string{"https://a.test/cb"}},
+		"bidi in name":      {"Atlas \u202egnp.exe", []string{"https://a.test/cb"}},
 		"long name":         {strings.Repeat("n", 101), []string{"https://a.test/cb"}},
 		"no uris":           {"a", nil},
 		"too many uris":     {"a", many},

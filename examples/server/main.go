@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" reaches the router (a JSON 404) instead of net/http's empty 200.
+		DisableGeneralOptionsHandler: true,
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
