@@ -432,8 +432,8 @@ func (s *Service) createSession(ctx context.Context, c Client, userID, sid ecoid
 
 // issueClient signs the client refresh token of a session a relying party holds; such a
 // session has no first-party access token.
-func (s *Service) issueClient(userID, sid ecoid.ID, scope string) (Tokens, Claims, error) {
-	refresh, rc, err := s.issuer.issue(ClientRefreshToken, userID, sid, scope)
+func (s *Service) issueClient(userID, sid ecoid.ID, scope string, authTime time.Time) (Tokens, Claims, error) {
+	refresh, rc, err := s.issuer.issue(ClientRefreshToken, userID, sid, scope, authTime)
 	if err != nil {
 		return Tokens{}, Claims{}, err
 	}
@@ -494,7 +494,7 @@ func (s *Service) refresh(ctx context.Context, c Client, refreshToken string, ty
 	var t Tokens
 	var rc Claims
 	if typ == ClientRefreshToken {
-		t, rc, err = s.issueClient(sess.UserID, sess.ID, claims.Scope)
+		t, rc, err = s.issueClient(sess.UserID, sess.ID, claims.Scope, claims.AuthTime)
 	} else {
 		t, rc, err = s.issuePair(sess.UserID, sess.ID)
 	}

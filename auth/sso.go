@@ -11,20 +11,21 @@ import (
 )
 
 // StartClientSession opens a session for a relying party of the OpenID provider (an
-// authorization code exchange): the user has authenticated already, and scope is what the
-// client was granted. It returns the session's first client refresh token
-// (ClientRefreshToken, carrying scope) and no access token: the client's access tokens are
+// authorization code exchange): the user has authenticated already, at authTime, and
+// scope is what the client was granted. It returns the session's first client refresh
+// token (ClientRefreshToken, carrying scope and auth_time, which every refresh keeps) and
+// no access token: the client's access tokens are
 // project tokens the provider mints. Such a session is listed and revoked like any other,
 // but its refresh token works only through RefreshClient, never at Refresh, so a relying
 // party cannot turn it into a first-party session. It returns ErrNotFound for an unknown
 // user.
-func (s *Service) StartClientSession(ctx context.Context, c Client, userID ecoid.ID, scope string) (Tokens, error) {
+func (s *Service) StartClientSession(ctx context.Context, c Client, userID ecoid.ID, scope string, authTime time.Time) (Tokens, error) {
 	if _, err := s.store.UserByID(ctx, userID); err != nil {
 		return Tokens{}, fmt.Errorf("auth: start client session: %w", err)
 	}
 	now := s.clock()
 	sid := ecoid.New(ecoid.Session)
-	t, refresh, err := s.issueClient(userID, sid, scope)
+	t, refresh, err := s.issueClient(userID, sid, scope, authTime)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -32,7 +33,8 @@ func (s *Service) StartClientSession(ctx context.Context, c Client, userID ecoid
 }
 
 // RefreshClient is Refresh for a client refresh token (StartClientSession): the same
-// rotation and reuse detection, and a new client refresh token with the same scope.
+// rotation and reuse detection, and a new client refresh token with the same scope and
+// auth_time.
 // First-party refresh tokens are refused here, as client ones are at Refresh.
 func (s *Service) RefreshClient(ctx context.Context, c Client, refreshToken string) (Tokens, error) {
 	return s.refresh(ctx, c, refreshToken, ClientRefreshToken)

@@ -72,14 +72,16 @@ type Claims struct {
 	NotBefore time.Time // "nbf"
 	ExpiresAt time.Time // "exp"
 	Scope     string    // "scope": what was granted to the client, in a client refresh token only
+	AuthTime  time.Time // "auth_time": when the user signed in, in a client refresh token only
 }
 
 // jwtClaims is the wire form of Claims.
 type jwtClaims struct {
 	jwt.RegisteredClaims
-	SessionID ecoid.ID  `json:"sid"`
-	Type      TokenType `json:"typ"`
-	Scope     string    `json:"scope,omitempty"`
+	SessionID ecoid.ID         `json:"sid"`
+	Type      TokenType        `json:"typ"`
+	Scope     string           `json:"scope,omitempty"`
+	AuthTime  *jwt.NumericDate `json:"auth_time,omitempty"`
 }
 
 // IssuerConfig configures NewIssuer. Exactly one of Secret (HS256) and SigningKey
@@ -240,11 +242,11 @@ func (is *Issuer) TTL(typ TokenType) time.Duration {
 // type's TTL. It returns the token and its claims, or an error for an unknown type or an
 // invalid ID.
 func (is *Issuer) Issue(typ TokenType, userID, sessionID ecoid.ID) (string, Claims, error) {
-	return is.issue(typ, userID, sessionID, "")
+	return is.issue(typ, userID, sessionID, "", time.Time{})
 }
 
-// issue is Issue with the scope claim of a client refresh token.
-func (is *Issuer) issue(typ TokenType, userID, sessionID ecoid.ID, scope string) (string, Claims, error) {
+// issue is Issue with the scope and auth_time claims of a client refresh token.
+func (is *Issuer) issue(typ TokenType, userID, sessionID ecoid.ID, scope string, authTime time.Time) (string, Claims, error) {
 	if typ != AccessToken && typ != RefreshToken && typ != ClientRefreshToken {
 		return "", Claims{}, fmt.Errorf("auth: unknown token type %q", typ)
 	}
@@ -264,6 +266,9 @@ func (is *Issuer) issue(typ TokenType, userID, sessionID ecoid.ID, scope string)
 		ExpiresAt: now.Add(is.TTL(typ)),
 		Scope:     scope,
 	}
+	if !authTime.IsZero() {
+		c.AuthTime = authTime.UTC().Truncate(time.Second)
+	}
 	wire := jwtClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    c.Issuer,
@@ -277,6 +282,9 @@ func (is *Issuer) issue(typ TokenType, userID, sessionID ecoid.ID, scope string)
 		SessionID: sessionID,
 		Type:      typ,
 		Scope:     scope,
+	}
+	if !c.AuthTime.IsZero() {
+		wire.AuthTime = jwt.NewNumericDate(c.AuthTime)
 	}
 	tok := jwt.NewWithClaims(is.method, wire)
 	if is.kid != "" {
@@ -328,6 +336,9 @@ func (is *Issuer) Verify(token string, want TokenType) (Claims, error) {
 		Audience:  is.audience,
 		ExpiresAt: wire.ExpiresAt.UTC(),
 		Scope:     wire.Scope,
+	}
+	if wire.AuthTime != nil {
+		c.AuthTime = wire.AuthTime.UTC()
 	}
 	if wire.IssuedAt != nil {
 		c.IssuedAt = wire.IssuedAt.UTC()

@@ -300,7 +300,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		p.renderSignIn(w, r, ar, "", "", http.StatusOK)
 		return
 	}
-	p.issueCode(w, r, ar, claims.UserID, authTime)
+	p.issueCode(w, r, ar, claims.UserID, claims.SessionID, authTime)
 }
 
 // signedIn returns the claims of the Nexus access cookie and when its session was
@@ -372,7 +372,7 @@ func (p *Provider) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth.SetTokenCookies(w, res.Tokens, p.cfg.Cookies)
-	p.issueCode(w, r, ar, res.User.ID, p.now())
+	p.issueCode(w, r, ar, res.User.ID, res.Tokens.SessionID, p.now())
 }
 
 // checkCredentials runs one step of the sign-in form: email and password, or, after
@@ -389,7 +389,7 @@ func (p *Provider) checkCredentials(ctx context.Context, c auth.Client, form url
 }
 
 // issueCode checks the user's grant on the project and redirects with a new code.
-func (p *Provider) issueCode(w http.ResponseWriter, r *http.Request, ar authRequest, user ecoid.ID, authTime time.Time) {
+func (p *Provider) issueCode(w http.ResponseWriter, r *http.Request, ar authRequest, user, signIn ecoid.ID, authTime time.Time) {
 	err := p.cfg.Auth.CheckAccess(r.Context(), user, ar.project.ID, auth.RoleViewer)
 	if errors.Is(err, auth.ErrForbidden) {
 		(&redirectError{uri: ar.redirectURI, state: ar.state, code: "access_denied", desc: "the user has no access to this project"}).send(w, r, p.cfg.Issuer)
@@ -407,7 +407,8 @@ func (p *Provider) issueCode(w http.ResponseWriter, r *http.Request, ar authRequ
 	}
 	h := sha256.Sum256([]byte(code))
 	c := Code{Hash: h[:], ProjectID: ar.project.ID, UserID: user, RedirectURI: ar.redirectURI, Challenge: ar.challenge,
-		Nonce: ar.nonce, Scope: ar.scope, AuthTime: authTime.UTC().Truncate(time.Second), ExpiresAt: now.Add(p.cfg.CodeTTL), CreatedAt: now}
+		Nonce: ar.nonce, Scope: ar.scope, AuthTime: authTime.UTC().Truncate(time.Second), SignInSession: signIn,
+		ExpiresAt: now.Add(p.cfg.CodeTTL), CreatedAt: now}
 	if err := p.cfg.Store.CreateCode(r.Context(), c); err != nil {
 		p.log.Error("sso: authorize: store code", "err", err)
 		(&redirectError{uri: ar.redirectURI, state: ar.state, code: "temporarily_unavailable"}).send(w, r, p.cfg.Issuer)
@@ -570,11 +571,20 @@ func (p *Provider) exchangeCode(ctx context.Context, client auth.Client, proj Pr
 	case subtle.ConstantTimeCompare([]byte(challenge), []byte(c.Challenge)) != 1:
 		return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_grant", "code_verifier does not match"}
 	}
+	if c.SignInSession != "" { // the sign-in the code came from must still be open
+		if _, err := p.cfg.Auth.LiveSession(ctx, auth.Claims{UserID: c.UserID, SessionID: c.SignInSession}); err != nil {
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				p.log.Error("sso: token: sign-in session check", "err", err)
+				return TokenResponse{}, &tokenError{http.StatusServiceUnavailable, "temporarily_unavailable", ""}
+			}
+			return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_grant", "the sign-in the code came from has ended"}
+		}
+	}
 	role, terr := p.role(ctx, c.UserID, proj.ID)
 	if terr != nil {
 		return TokenResponse{}, terr
 	}
-	tokens, err := p.cfg.Auth.StartClientSession(ctx, client, c.UserID, c.Scope)
+	tokens, err := p.cfg.Auth.StartClientSession(ctx, client, c.UserID, c.Scope, c.AuthTime)
 	if err != nil {
 		p.log.Error("sso: token: start session", "err", err)
 		return TokenResponse{}, &tokenError{http.StatusServiceUnavailable, "temporarily_unavailable", ""}
@@ -625,12 +635,9 @@ func (p *Provider) refresh(ctx context.Context, client auth.Client, proj Project
 	if terr != nil {
 		return TokenResponse{}, terr
 	}
-	authTime, err := p.cfg.Auth.LiveSession(ctx, claims)
-	if err == nil {
-		var tokens auth.Tokens
-		if tokens, err = p.cfg.Auth.RefreshClient(ctx, client, rt); err == nil {
-			return p.respond(ctx, proj, claims.UserID, role, scope, "", authTime, tokens.RefreshToken, p.now().UTC())
-		}
+	tokens, err := p.cfg.Auth.RefreshClient(ctx, client, rt)
+	if err == nil { // auth_time: the sign-in the client's session came from, kept by every refresh
+		return p.respond(ctx, proj, claims.UserID, role, scope, "", claims.AuthTime, tokens.RefreshToken, p.now().UTC())
 	}
 	if !errors.Is(err, auth.ErrInvalidToken) {
 		p.log.Error("sso: token: refresh", "err", err)

@@ -601,6 +601,15 @@ func TestAuthorizeNeedsALiveSession(t *testing.T) {
 	if at < opened.Unix()-1 || at > opened.Unix()+1 {
 		t.Fatalf("auth_time %d, want the session's opening at %d (the access token was minted later)", at, opened.Unix())
 	}
+	// A refresh of the client's session keeps that auth_time: the client's own session was
+	// opened later, at the exchange.
+	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}, true)
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, again)
+	}
+	if got := int64(jwtPayload(t, again["id_token"].(string))["auth_time"].(float64)); got != at {
+		t.Fatalf("auth_time after a refresh %d, want the sign-in's %d", got, at)
+	}
 	claims, err := d.auth.Issuer().Verify(pair.AccessToken, auth.AccessToken)
 	if err != nil {
 		t.Fatal(err)
@@ -650,5 +659,52 @@ func TestScopeIsWhatIsSupportedAndGranted(t *testing.T) {
 	}
 	if id := jwtPayload(t, same["id_token"].(string)); id["name"] != nil {
 		t.Fatalf("the id_token has profile claims that were never granted: %v", id)
+	}
+}
+
+// A code dies with the sign-in it came from: after a logout (or a password reset, which
+// revokes every session), the code still in flight is refused at the token endpoint.
+func TestCodeDiesWithItsSignIn(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := newPKCE()
+	req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(pk, nil), nil)
+	req.AddCookie(&http.Cookie{Name: "nexus_access", Value: login.AccessToken})
+	resp, err := browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code := d.codeFrom(t, resp)
+	claims, err := d.auth.Issuer().Verify(login.AccessToken, auth.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.auth.Logout(ctx, auth.Client{}, claims); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := d.exchange(t, d.codeGrant(code, pk), true); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("a code of a logged-out sign-in: %d %v, want 400 invalid_grant", status, body)
+	}
+
+	// The same through the sign-in form: the session it opens is the code's.
+	c := browser(t)
+	pk = newPKCE()
+	code = d.codeFrom(t, d.signIn(t, c, d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+	sessions, err := d.auth.Sessions(ctx, d.user.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sessions {
+		if err := d.auth.RevokeSession(ctx, auth.Client{}, s.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, body := d.exchange(t, d.codeGrant(code, pk), true); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("a code of a revoked form sign-in: %d %v, want 400 invalid_grant", status, body)
 	}
 }

@@ -41,10 +41,14 @@ type Code struct {
 	Nonce       string    // OIDC nonce, echoed in the id_token (may be empty)
 	Scope       string    // granted scope, space separated
 	AuthTime    time.Time // when the user authenticated
-	ExpiresAt   time.Time // codes are short-lived (DefaultCodeTTL)
-	UsedAt      time.Time // zero until redeemed
-	SessionID   ecoid.ID  // the session the redemption opened; empty until then
-	CreatedAt   time.Time
+	// SignInSession is the first-party session the user was signed in with when the code
+	// was issued: the exchange refuses the code once that session has ended, so a code in
+	// flight dies with a logout or a password reset.
+	SignInSession ecoid.ID
+	ExpiresAt     time.Time // codes are short-lived (DefaultCodeTTL)
+	UsedAt        time.Time // zero until redeemed
+	SessionID     ecoid.ID  // the session the redemption opened; empty until then
+	CreatedAt     time.Time
 }
 
 // Store keeps projects and authorization codes. storage/memory and storage/postgres

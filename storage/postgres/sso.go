@@ -88,7 +88,7 @@ func (s *SSOStore) Projects(ctx context.Context) ([]sso.Project, error) {
 }
 
 const codeColumns = `hash, project_id, user_id, redirect_uri, challenge, nonce, scope, auth_time,
-	expires_at, used_at, session_id, created_at`
+	expires_at, used_at, session_id, created_at, signin_session`
 
 type codeRow struct {
 	Hash        []byte       `db:"hash"`
@@ -103,12 +103,14 @@ type codeRow struct {
 	UsedAt      sql.NullTime `db:"used_at"`
 	SessionID   string       `db:"session_id"`
 	CreatedAt   time.Time    `db:"created_at"`
+	SignIn      string       `db:"signin_session"`
 }
 
 func (r codeRow) code() sso.Code {
 	c := sso.Code{Hash: r.Hash, ProjectID: r.ProjectID, UserID: r.UserID, RedirectURI: r.RedirectURI,
 		Challenge: r.Challenge, Nonce: r.Nonce, Scope: r.Scope, AuthTime: r.AuthTime.UTC(),
-		ExpiresAt: r.ExpiresAt.UTC(), SessionID: ecoid.ID(r.SessionID), CreatedAt: r.CreatedAt.UTC()}
+		ExpiresAt: r.ExpiresAt.UTC(), SessionID: ecoid.ID(r.SessionID), CreatedAt: r.CreatedAt.UTC(),
+		SignInSession: ecoid.ID(r.SignIn)}
 	if r.UsedAt.Valid {
 		c.UsedAt = r.UsedAt.Time.UTC()
 	}
@@ -118,8 +120,8 @@ func (r codeRow) code() sso.Code {
 // CreateCode implements sso.Store.
 func (s *SSOStore) CreateCode(ctx context.Context, c sso.Code) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO eco_oauth_codes (`+codeColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10)`,
-		c.Hash, c.ProjectID, c.UserID, c.RedirectURI, c.Challenge, c.Nonce, c.Scope, c.AuthTime, c.ExpiresAt, c.CreatedAt)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, '', $10, $11)`,
+		c.Hash, c.ProjectID, c.UserID, c.RedirectURI, c.Challenge, c.Nonce, c.Scope, c.AuthTime, c.ExpiresAt, c.CreatedAt, string(c.SignInSession))
 	switch {
 	case uniqueViolation(err, ""):
 		return fmt.Errorf("postgres: create code: %w", sso.ErrConflict)

@@ -60,7 +60,7 @@ func ssoCode(t *testing.T, s sso.Store, p sso.Project, user ecoid.ID, value stri
 	t.Helper()
 	h := sha256.Sum256([]byte(value))
 	c := sso.Code{Hash: h[:], ProjectID: p.ID, UserID: user, RedirectURI: p.RedirectURIs[0], Challenge: "ch",
-		Nonce: "n-1", Scope: "openid email", AuthTime: ssoT0, ExpiresAt: expires, CreatedAt: ssoT0}
+		Nonce: "n-1", Scope: "openid email", AuthTime: ssoT0, SignInSession: ecoid.New(ecoid.Session), ExpiresAt: expires, CreatedAt: ssoT0}
 	if err := s.CreateCode(context.Background(), c); err != nil {
 		t.Fatalf("CreateCode: %v", err)
 	}
@@ -105,7 +105,8 @@ func ssoCodeRedeemedOnce(t *testing.T, s sso.Store, users auth.Store) {
 	}
 	got, err := s.RedeemCode(ctx, c.Hash, ssoT0.Add(time.Second))
 	if err != nil || got.UserID != c.UserID || got.ProjectID != p.ID || got.Challenge != "ch" || got.Nonce != "n-1" ||
-		got.Scope != "openid email" || !got.AuthTime.Equal(ssoT0) || !got.ExpiresAt.Equal(c.ExpiresAt) || got.RedirectURI != c.RedirectURI {
+		got.Scope != "openid email" || !got.AuthTime.Equal(ssoT0) || !got.ExpiresAt.Equal(c.ExpiresAt) || got.RedirectURI != c.RedirectURI ||
+		got.SignInSession != c.SignInSession {
 		t.Fatalf("RedeemCode = %+v, %v", got, err)
 	}
 	sid := ecoid.New(ecoid.Session)
