@@ -470,6 +470,16 @@ func (s *Service) Refresh(ctx context.Context, c Client, refreshToken string) (T
 func (s *Service) refresh(ctx context.Context, c Client, refreshToken string, typ TokenType) (Tokens, error) {
 	claims, err := s.issuer.Verify(refreshToken, typ)
 	if err != nil {
+		// A refresh token of the other kind, sent to the wrong place: refused, but if it is
+		// a retired one, that is reuse all the same, and its session is revoked as it would
+		// be where the token belongs.
+		other := RefreshToken
+		if typ == RefreshToken {
+			other = ClientRefreshToken
+		}
+		if oc, oerr := s.issuer.Verify(refreshToken, other); oerr == nil {
+			s.detectReuse(ctx, c, oc)
+		}
 		return Tokens{}, err
 	}
 	now := s.clock()
@@ -518,6 +528,18 @@ func (s *Service) refresh(ctx context.Context, c Client, refreshToken string, ty
 	}
 	s.record(ctx, c, Activity{UserID: sess.UserID, Action: ActionRefresh, Success: true})
 	return t, nil
+}
+
+// detectReuse revokes the session of verified refresh-token claims when the token is a
+// retired one of it (see retired); a current token, or a store failure, changes nothing.
+func (s *Service) detectReuse(ctx context.Context, c Client, claims Claims) {
+	sess, err := s.store.Session(ctx, claims.SessionID)
+	if err != nil || sess.UserID != claims.UserID || sess.Revoked() {
+		return
+	}
+	if presented := hashJTI(claims.ID); subtle.ConstantTimeCompare(presented, sess.RefreshHash) != 1 {
+		_ = s.retired(ctx, c, sess, presented, s.clock())
+	}
 }
 
 // retired handles a validly signed refresh token of sess that is not its current one.

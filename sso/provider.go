@@ -607,6 +607,9 @@ func (p *Provider) refresh(ctx context.Context, client auth.Client, proj Project
 	}
 	claims, err := p.issuer.Verify(rt, auth.ClientRefreshToken)
 	if err != nil {
+		// Refused; RefreshClient refuses it too, and revokes its session when it is a
+		// retired first-party refresh token (reuse, though sent to the wrong place).
+		_, _ = p.cfg.Auth.RefreshClient(ctx, client, rt)
 		return TokenResponse{}, errGrant
 	}
 	// RFC 6749 §6: a refresh may narrow the scope granted, never widen it; omitted, it is

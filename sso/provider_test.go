@@ -708,3 +708,57 @@ func TestCodeDiesWithItsSignIn(t *testing.T) {
 		t.Fatalf("a code of a revoked form sign-in: %d %v, want 400 invalid_grant", status, body)
 	}
 }
+
+// A retired client refresh token sent to the first-party refresh is refused there, and
+// still counts as reuse: the client's session is revoked. A current one sent there is
+// only refused.
+func TestClientRefreshReuseIsCaughtAtTheWrongEndpoint(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	pk := newPKCE()
+	code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
+	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, tok)
+	}
+	first := tok["refresh_token"].(string)
+	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}}, true)
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, again)
+	}
+	current := again["refresh_token"].(string)
+	if _, err := d.auth.Refresh(ctx, auth.Client{}, current); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("current client token at Refresh: %v", err)
+	}
+	status, third := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {current}}, true)
+	if status != http.StatusOK {
+		t.Fatalf("a current token sent to the wrong place revoked its session: %d %v", status, third)
+	}
+	if _, err := d.auth.Refresh(ctx, auth.Client{}, first); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("retired client token at Refresh: %v", err)
+	}
+	if status, body := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {third["refresh_token"].(string)}}, true); status != http.StatusBadRequest {
+		t.Fatalf("the session survived the reuse of a retired token: %d %v", status, body)
+	}
+}
+
+// The other way round: a retired first-party refresh token at the token endpoint is
+// refused and revokes its first-party session.
+func TestFirstPartyRefreshReuseIsCaughtAtTheTokenEndpoint(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := d.auth.Refresh(ctx, auth.Client{}, login.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {login.RefreshToken}}, true); status != http.StatusBadRequest {
+		t.Fatalf("a first-party refresh token at the token endpoint: %d", status)
+	}
+	if _, err := d.auth.Refresh(ctx, auth.Client{}, pair.RefreshToken); !errors.Is(err, auth.ErrSessionRevoked) {
+		t.Fatalf("after its retired token was replayed at the token endpoint, Refresh = %v, want ErrSessionRevoked", err)
+	}
+}
