@@ -522,34 +522,66 @@ func TestSignInPageAsksForTheSecondFactor(t *testing.T) {
 	}
 }
 
-// A relying party's refresh token is good only at the token endpoint, for its client: as
-// a first-party refresh token it is refused (it would open a full Nexus session), and a
-// first-party refresh token is refused at the token endpoint.
-func TestClientRefreshTokenIsNoFirstPartyToken(t *testing.T) {
-	d := newIDP(t)
-	ctx := context.Background()
+// signedInTokens signs Ann in through the form and exchanges the code: the token answer.
+func (d *idp) signedInTokens(t *testing.T) map[string]any {
+	t.Helper()
 	pk := newPKCE()
 	code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
 	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
 	if status != http.StatusOK {
 		t.Fatalf("exchange: %d %v", status, tok)
 	}
-	rt := tok["refresh_token"].(string)
+	return tok
+}
+
+// authorizeWith asks for a code with the access cookie access.
+func (d *idp) authorizeWith(t *testing.T, access string, pk pkce) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(pk, nil), nil)
+	req.AddCookie(&http.Cookie{Name: "nexus_access", Value: access})
+	resp, err := browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// login signs Ann in first-party.
+func (d *idp) login(t *testing.T) auth.Result {
+	t.Helper()
+	res, err := d.auth.Login(context.Background(), auth.Client{}, "ann@example.com", testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// refreshAt refreshes rt at the token endpoint.
+func (d *idp) refreshAt(t *testing.T, rt string) (int, map[string]any) {
+	t.Helper()
+	return d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, true)
+}
+
+// A relying party's refresh token is good only at the token endpoint, for its client: as
+// a first-party refresh token it is refused (it would open a full Nexus session), and a
+// first-party refresh token is refused at the token endpoint.
+func TestClientRefreshTokenIsNoFirstPartyToken(t *testing.T) {
+	d := newIDP(t)
+	ctx := context.Background()
+	rt := d.signedInTokens(t)["refresh_token"].(string)
 	if _, err := d.auth.Refresh(ctx, auth.Client{}, rt); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("auth.Refresh with the client's refresh token: %v, want ErrInvalidToken", err)
 	}
 	if _, err := d.auth.Issuer().Verify(rt, auth.AccessToken); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("the client's refresh token verified as an access token: %v", err)
 	}
-	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if status, body := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {login.RefreshToken}}, true); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+	login := d.login(t)
+	if status, body := d.refreshAt(t, login.RefreshToken); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Fatalf("a first-party refresh token at the token endpoint: %d %v", status, body)
 	}
 	// The client's own refresh still works, and still cannot be used first-party.
-	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, true)
+	status, again := d.refreshAt(t, rt)
 	if status != http.StatusOK {
 		t.Fatalf("client refresh: %d %v", status, again)
 	}
@@ -564,36 +596,15 @@ func TestClientRefreshTokenIsNoFirstPartyToken(t *testing.T) {
 func TestAuthorizeNeedsALiveSession(t *testing.T) {
 	d := newIDP(t)
 	ctx := context.Background()
-	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
+	login := d.login(t)
 	opened := time.Now().Truncate(time.Second)
 	time.Sleep(1100 * time.Millisecond) // a refreshed token has a later iat than the session
 	pair, err := d.auth.Refresh(ctx, auth.Client{}, login.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	authorize := func(access string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(newPKCE(), nil), nil)
-		req.AddCookie(&http.Cookie{Name: "nexus_access", Value: access})
-		resp, err := browser(t).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
 	pk := newPKCE()
-	req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(pk, nil), nil)
-	req.AddCookie(&http.Cookie{Name: "nexus_access", Value: pair.AccessToken})
-	resp, err := browser(t).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	status, tok := d.exchange(t, d.codeGrant(d.codeFrom(t, resp), pk), true)
+	status, tok := d.exchange(t, d.codeGrant(d.codeFrom(t, d.authorizeWith(t, pair.AccessToken, pk)), pk), true)
 	if status != http.StatusOK {
 		t.Fatalf("exchange: %d %v", status, tok)
 	}
@@ -603,7 +614,7 @@ func TestAuthorizeNeedsALiveSession(t *testing.T) {
 	}
 	// A refresh of the client's session keeps that auth_time: the client's own session was
 	// opened later, at the exchange.
-	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}, true)
+	status, again := d.refreshAt(t, tok["refresh_token"].(string))
 	if status != http.StatusOK {
 		t.Fatalf("refresh: %d %v", status, again)
 	}
@@ -617,7 +628,7 @@ func TestAuthorizeNeedsALiveSession(t *testing.T) {
 	if err := d.auth.Logout(ctx, auth.Client{}, claims); err != nil {
 		t.Fatal(err)
 	}
-	if resp := authorize(pair.AccessToken); resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+	if resp := d.authorizeWith(t, pair.AccessToken, newPKCE()); resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
 		t.Fatalf("authorize with a logged-out session's cookie: %d %q, want the sign-in page", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
@@ -667,19 +678,9 @@ func TestScopeIsWhatIsSupportedAndGranted(t *testing.T) {
 func TestCodeDiesWithItsSignIn(t *testing.T) {
 	d := newIDP(t)
 	ctx := context.Background()
-	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
+	login := d.login(t)
 	pk := newPKCE()
-	req, _ := http.NewRequest(http.MethodGet, d.authorizeURL(pk, nil), nil)
-	req.AddCookie(&http.Cookie{Name: "nexus_access", Value: login.AccessToken})
-	resp, err := browser(t).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	code := d.codeFrom(t, resp)
+	code := d.codeFrom(t, d.authorizeWith(t, login.AccessToken, pk))
 	claims, err := d.auth.Issuer().Verify(login.AccessToken, auth.AccessToken)
 	if err != nil {
 		t.Fatal(err)
@@ -715,14 +716,8 @@ func TestCodeDiesWithItsSignIn(t *testing.T) {
 func TestClientRefreshReuseIsCaughtAtTheWrongEndpoint(t *testing.T) {
 	d := newIDP(t)
 	ctx := context.Background()
-	pk := newPKCE()
-	code := d.codeFrom(t, d.signIn(t, browser(t), d.authorizeURL(pk, nil), "ann@example.com", testPassword))
-	status, tok := d.exchange(t, d.codeGrant(code, pk), true)
-	if status != http.StatusOK {
-		t.Fatalf("exchange: %d %v", status, tok)
-	}
-	first := tok["refresh_token"].(string)
-	status, again := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}}, true)
+	first := d.signedInTokens(t)["refresh_token"].(string)
+	status, again := d.refreshAt(t, first)
 	if status != http.StatusOK {
 		t.Fatalf("refresh: %d %v", status, again)
 	}
@@ -730,14 +725,14 @@ func TestClientRefreshReuseIsCaughtAtTheWrongEndpoint(t *testing.T) {
 	if _, err := d.auth.Refresh(ctx, auth.Client{}, current); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("current client token at Refresh: %v", err)
 	}
-	status, third := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {current}}, true)
+	status, third := d.refreshAt(t, current)
 	if status != http.StatusOK {
 		t.Fatalf("a current token sent to the wrong place revoked its session: %d %v", status, third)
 	}
 	if _, err := d.auth.Refresh(ctx, auth.Client{}, first); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("retired client token at Refresh: %v", err)
 	}
-	if status, body := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {third["refresh_token"].(string)}}, true); status != http.StatusBadRequest {
+	if status, body := d.refreshAt(t, third["refresh_token"].(string)); status != http.StatusBadRequest {
 		t.Fatalf("the session survived the reuse of a retired token: %d %v", status, body)
 	}
 }
@@ -747,15 +742,12 @@ func TestClientRefreshReuseIsCaughtAtTheWrongEndpoint(t *testing.T) {
 func TestFirstPartyRefreshReuseIsCaughtAtTheTokenEndpoint(t *testing.T) {
 	d := newIDP(t)
 	ctx := context.Background()
-	login, err := d.auth.Login(ctx, auth.Client{}, "ann@example.com", testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
+	login := d.login(t)
 	pair, err := d.auth.Refresh(ctx, auth.Client{}, login.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, _ := d.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {login.RefreshToken}}, true); status != http.StatusBadRequest {
+	if status, _ := d.refreshAt(t, login.RefreshToken); status != http.StatusBadRequest {
 		t.Fatalf("a first-party refresh token at the token endpoint: %d", status)
 	}
 	if _, err := d.auth.Refresh(ctx, auth.Client{}, pair.RefreshToken); !errors.Is(err, auth.ErrSessionRevoked) {
