@@ -42,7 +42,7 @@ func (s *Service) RefreshClient(ctx context.Context, c Client, refreshToken stri
 
 // LiveSession checks that the session of verified token claims is still open (not
 // logged out, revoked, expired or erased, and the user's) and returns when the user
-// authenticated to open it, for a relying decision that must not trust a signature
+// authenticated to open it, for a decision that must not trust a signature
 // alone, such as the OpenID provider's "is the user signed in" and its auth_time. An
 // ended session is an error wrapping ErrInvalidToken (ErrSessionRevoked when it was
 // revoked); a store failure is returned as it is.
