@@ -305,6 +305,19 @@ func (s *Service) onCheckoutPaid(ctx context.Context, tx SubscriptionTx, cs *str
 	if cs.Customer != nil {
 		custID = cs.Customer.ID
 	}
+	if custID != "" {
+		// A Stripe customer is one user's: a session naming another user's customer (a
+		// Stripe account shared by two environments, say) can never be applied, so it is
+		// ignored rather than failed, which Stripe would retry for days.
+		owner, err := tx.SubscriptionByCustomer(ctx, custID)
+		switch {
+		case err == nil && owner.UserID != user:
+			s.log.Warn("checkout session names another user's Stripe customer; ignored", "session", cs.ID, "user", user.String())
+			return nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return fmt.Errorf("billing: %s: look up customer: %w", cs.ID, err)
+		}
+	}
 	now := s.now()
 	if _, err := tx.EnsureSubscription(ctx, Subscription{
 		ID: ecoid.New(ecoid.Subscription), UserID: user, Email: email,

@@ -667,3 +667,25 @@ func TestWebhookUserLookupFailureIsRetried(t *testing.T) {
 		t.Fatalf("a failed event changed the plan: %+v", row)
 	}
 }
+
+// A checkout naming a Stripe customer that is another user's is answered 200 and changes
+// nothing: it can never be applied, and a 500 would be retried by Stripe for days.
+func TestWebhookCheckoutWithAnotherUsersCustomer(t *testing.T) {
+	onEveryStore(t, func(t *testing.T, newStore func(*testing.T) billing.Store) {
+		e := stripeMockEnvWith(t, newStore(t))
+		first, second := e.user(t), e.user(t)
+		if status, body := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(first, "pro", "cus_shared", "sub_a"))); status != 200 {
+			t.Fatalf("first checkout: %d %v", status, body)
+		}
+		status, body := e.deliver(t, stripeEvent(evtID(), "checkout.session.completed", testNow, checkoutSession(second, "pro", "cus_shared", "sub_b")))
+		if status != 200 || body["received"] != true {
+			t.Fatalf("checkout with the first user's customer: %d %v, want 200", status, body)
+		}
+		if row := e.row(t, second); row.Plan != billing.Free || row.StripeCustomerID != "" {
+			t.Fatalf("the second user took the customer: %+v", row)
+		}
+		if row := e.row(t, first); row.Plan != billing.Pro || row.StripeCustomerID != "cus_shared" {
+			t.Fatalf("the first user's row changed: %+v", row)
+		}
+	})
+}
