@@ -483,19 +483,12 @@ func (s *Service) refresh(ctx context.Context, c Client, refreshToken string, ty
 		return Tokens{}, err
 	}
 	now := s.clock()
-	sess, err := s.store.Session(ctx, claims.SessionID)
-	if errors.Is(err, ErrNotFound) {
-		return Tokens{}, fmt.Errorf("%w: unknown session", ErrInvalidToken)
+	sess, err := s.sessionOf(ctx, claims)
+	if errors.Is(err, ErrSessionRevoked) {
+		s.record(ctx, c, Activity{UserID: claims.UserID, Action: ActionRefresh, Detail: "session revoked"})
 	}
 	if err != nil {
-		return Tokens{}, fmt.Errorf("auth: refresh: %w", err)
-	}
-	if sess.UserID != claims.UserID {
-		return Tokens{}, fmt.Errorf("%w: session of another user", ErrInvalidToken)
-	}
-	if sess.Revoked() {
-		s.record(ctx, c, Activity{UserID: sess.UserID, Action: ActionRefresh, Detail: "session revoked"})
-		return Tokens{}, ErrSessionRevoked
+		return Tokens{}, err
 	}
 	presented := hashJTI(claims.ID)
 	if subtle.ConstantTimeCompare(presented, sess.RefreshHash) != 1 {
@@ -530,11 +523,30 @@ func (s *Service) refresh(ctx context.Context, c Client, refreshToken string, ty
 	return t, nil
 }
 
+// sessionOf returns the session of verified token claims when it is the claims' user's
+// and not revoked: an error wrapping ErrInvalidToken for an unknown session or another
+// user's, ErrSessionRevoked for a revoked one, a store failure wrapped. It does not look
+// at expiry (a refresh token's own exp bounds it).
+func (s *Service) sessionOf(ctx context.Context, claims Claims) (Session, error) {
+	sess, err := s.store.Session(ctx, claims.SessionID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Session{}, fmt.Errorf("%w: unknown session", ErrInvalidToken)
+	case err != nil:
+		return Session{}, fmt.Errorf("auth: session: %w", err)
+	case sess.UserID != claims.UserID:
+		return Session{}, fmt.Errorf("%w: session of another user", ErrInvalidToken)
+	case sess.Revoked():
+		return Session{}, ErrSessionRevoked
+	}
+	return sess, nil
+}
+
 // detectReuse revokes the session of verified refresh-token claims when the token is a
 // retired one of it (see retired); a current token, or a store failure, changes nothing.
 func (s *Service) detectReuse(ctx context.Context, c Client, claims Claims) {
-	sess, err := s.store.Session(ctx, claims.SessionID)
-	if err != nil || sess.UserID != claims.UserID || sess.Revoked() {
+	sess, err := s.sessionOf(ctx, claims)
+	if err != nil {
 		return
 	}
 	if presented := hashJTI(claims.ID); subtle.ConstantTimeCompare(presented, sess.RefreshHash) != 1 {

@@ -47,19 +47,11 @@ func (s *Service) RefreshClient(ctx context.Context, c Client, refreshToken stri
 // ended session is an error wrapping ErrInvalidToken (ErrSessionRevoked when it was
 // revoked); a store failure is returned as it is.
 func (s *Service) LiveSession(ctx context.Context, claims Claims) (authTime time.Time, err error) {
-	sess, err := s.store.Session(ctx, claims.SessionID)
-	if errors.Is(err, ErrNotFound) {
-		return time.Time{}, fmt.Errorf("%w: unknown session", ErrInvalidToken)
-	}
+	sess, err := s.sessionOf(ctx, claims)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("auth: live session: %w", err)
+		return time.Time{}, err
 	}
-	switch {
-	case sess.UserID != claims.UserID:
-		return time.Time{}, fmt.Errorf("%w: session of another user", ErrInvalidToken)
-	case sess.Revoked():
-		return time.Time{}, ErrSessionRevoked
-	case !s.clock().Before(sess.ExpiresAt):
+	if !s.clock().Before(sess.ExpiresAt) {
 		return time.Time{}, fmt.Errorf("%w: session expired", ErrInvalidToken)
 	}
 	return sess.CreatedAt, nil

@@ -117,8 +117,7 @@ func (p *periods) at(now time.Time) *period {
 	if c := p.cur.Load(); c != nil && c.from <= n && n < c.to {
 		return c
 	}
-	start := usage.PeriodStart(now)
-	end := start.AddDate(0, 1, 0)
+	start, end := usage.PeriodStart(now), usage.PeriodEnd(now)
 	c := &period{start: start, end: end, from: start.UnixNano(), to: end.UnixNano()}
 	p.cur.Store(c)
 	return c
