@@ -62,11 +62,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	defer s.close()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	tcp, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	s.requestLog = newRequestLog(logOut) // beside log's lines, in the same JSON shape
+	ln := newDeadlineListener(tcp, deadlineTick) // the timeouts below, without a timer update per request
+	s.requestLog = newRequestLog(logOut)         // beside log's lines, in the same JSON shape
 	srv := &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
