@@ -117,8 +117,8 @@ func Parse(s string) (ecoid.ID, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: the part before the dot is not an EcoID", ErrMalformed)
 	}
-	if id.Type() != ecoid.APIKey {
-		return "", fmt.Errorf("%w: the ID is of type %q, not %q", ErrMalformed, id.Type(), ecoid.APIKey)
+	if t := ecoid.Type(s[len("eco_") : len("eco_")+3]); t != ecoid.APIKey { // id is valid: no second parse
+		return "", fmt.Errorf("%w: the ID is of type %q, not %q", ErrMalformed, t, ecoid.APIKey)
 	}
 	if s[ecoid.Len] != '.' {
 		return "", fmt.Errorf("%w: no dot after the ID", ErrMalformed)

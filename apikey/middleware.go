@@ -59,7 +59,7 @@ func KeyFrom(ctx context.Context) (Key, bool) {
 // scheme, no credentials, or credentials with whitespace or control characters inside.
 // It does not check the key itself: Parse does.
 func ParseAuthorization(h string) (string, bool) {
-	h = strings.Trim(h, " \t")
+	h = trimBlanks(h)
 	scheme, rest, ok := strings.Cut(h, " ")
 	if !ok || !(strings.EqualFold(scheme, "ApiKey") || strings.EqualFold(scheme, "Bearer")) {
 		return "", false
@@ -74,6 +74,18 @@ func ParseAuthorization(h string) (string, bool) {
 		}
 	}
 	return rest, true
+}
+
+// trimBlanks removes leading and trailing spaces and tabs: strings.Trim with a cutset
+// builds its set of bytes on every call, and this runs on every API request.
+func trimBlanks(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // AuthOptions configure Authenticate. The zero value gives the defaults.

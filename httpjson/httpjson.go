@@ -73,6 +73,14 @@ func write(w http.ResponseWriter, status int, v any, secret bool) {
 	} else {
 		status = http.StatusInternalServerError
 	}
+	WriteEncoded(w, status, body)
+	e.release(secret)
+}
+
+// WriteEncoded is Write for a body already encoded: one JSON value, ending in a newline
+// as Write's answers do. It is for a hot route that builds its answer without reflection;
+// body is sent as it is, so it must be valid JSON.
+func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	// Both values in one allocation (Header.Set makes one per value); the keys are
 	// already canonical, and each slice is capped, so an Add appends to a copy.
@@ -81,7 +89,6 @@ func write(w http.ResponseWriter, status int, v any, secret bool) {
 	h["Content-Type"], h["X-Content-Type-Options"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-	e.release(secret)
 }
 
 // release returns e to encoders, first wiping what it encoded when that was a secret;

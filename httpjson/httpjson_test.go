@@ -155,6 +155,22 @@ func TestWriteMatchesMarshal(t *testing.T) {
 	}
 }
 
+func TestWriteEncodedSendsTheBodyWithWritesHeaders(t *testing.T) {
+	body := []byte(`{"ok":true}` + "\n")
+	w := httptest.NewRecorder()
+	WriteEncoded(w, http.StatusAccepted, body)
+	want := httptest.NewRecorder()
+	Write(want, http.StatusAccepted, map[string]bool{"ok": true})
+	if w.Code != http.StatusAccepted || w.Body.String() != want.Body.String() {
+		t.Fatalf("WriteEncoded: %d %q, Write: %q", w.Code, w.Body, want.Body)
+	}
+	for _, k := range []string{"Content-Type", "X-Content-Type-Options"} {
+		if got := w.Header().Values(k); len(got) != 1 || got[0] != want.Header().Get(k) {
+			t.Fatalf("%s: %q, Write's %q", k, got, want.Header().Get(k))
+		}
+	}
+}
+
 // An encoder that wrote a secret is wiped before it is reused.
 func TestReleaseWipesASecretsBuffer(t *testing.T) {
 	e := encoders.Get().(*encoder)

@@ -59,7 +59,7 @@ func (r *Record) Validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidRecord, fmt.Sprintf(why, args...))
 	}
 	switch {
-	case !r.ID.Valid() || r.ID.Type() != ecoid.Usage:
+	case r.ID.Type() != ecoid.Usage: // "" when r.ID is not an EcoID
 		return bad("ID %q is not a usage EcoID", r.ID)
 	case !r.UserID.Valid():
 		return bad("user ID %q is not an EcoID", r.UserID)

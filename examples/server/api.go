@@ -19,12 +19,15 @@ func (h apiHandlers) register(rt *router) {
 }
 
 // ping answers 200 {"ok":true,"key_id":…}.
+//
+// The answer is built by hand rather than by encoding/json: this is the route that API
+// calls are measured by, reflection was a tenth of the server's own work on it, and a
+// key ID is an EcoID (ASCII letters, digits and "_"), which JSON needs no escape for.
 func (apiHandlers) ping(w http.ResponseWriter, r *http.Request) {
 	k, _ := apikey.KeyFrom(r.Context())
-	httpjson.Write(w, http.StatusOK, pingAnswer{OK: true, KeyID: string(k.ID)})
+	body := make([]byte, 0, len(pingOpen)+len(k.ID)+len(pingClose))
+	body = append(append(append(body, pingOpen...), k.ID...), pingClose...)
+	httpjson.WriteEncoded(w, http.StatusOK, body)
 }
 
-type pingAnswer struct {
-	OK    bool   `json:"ok"`
-	KeyID string `json:"key_id"`
-}
+const pingOpen, pingClose = `{"ok":true,"key_id":"`, "\"}\n"
