@@ -82,11 +82,12 @@ func write(w http.ResponseWriter, status int, v any, secret bool) {
 // body is sent as it is, so it must be valid JSON.
 func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	// Both values in one allocation (Header.Set makes one per value); the keys are
-	// already canonical, and each slice is capped, so an Add appends to a copy.
-	vals := make([]string, 2)
-	vals[0], vals[1] = "application/json; charset=utf-8", "nosniff"
-	h["Content-Type"], h["X-Content-Type-Options"] = vals[0:1:1], vals[1:2:2]
+	// The keys are already canonical, and the values are shared by every answer, as gin
+	// does (Header.Set allocates a slice per value, on every answer): each slice is
+	// capped, so an Add appends to a copy, and net/http copies the header when the status
+	// is written. Only an assignment to an element, h["Content-Type"][0] = …, which no
+	// code should make, would change them.
+	h["Content-Type"], h["X-Content-Type-Options"] = jsonContentType, noSniff
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -101,6 +102,9 @@ func (e *encoder) release(secret bool) {
 		encoders.Put(e)
 	}
 }
+
+// The values of the two headers of every answer (see WriteEncoded).
+var jsonContentType, noSniff = []string{"application/json; charset=utf-8"}[:1:1], []string{"nosniff"}[:1:1]
 
 // internalErrorBody answers a value that cannot be encoded.
 var internalErrorBody = []byte(`{"error":{"code":"internal_error","message":"internal error"}}` + "\n")

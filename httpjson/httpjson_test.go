@@ -171,6 +171,23 @@ func TestWriteEncodedSendsTheBodyWithWritesHeaders(t *testing.T) {
 	}
 }
 
+// The header values every answer shares are not changed by what one answer's handler
+// adds to its own header.
+func TestWriteHeaderValuesStayPerAnswer(t *testing.T) {
+	first := httptest.NewRecorder()
+	Write(first, http.StatusOK, 1)
+	first.Header().Add("Content-Type", "text/plain")
+	first.Header().Add("X-Content-Type-Options", "other")
+	second := httptest.NewRecorder()
+	Write(second, http.StatusOK, 2)
+	if got := second.Header().Values("Content-Type"); len(got) != 1 || got[0] != "application/json; charset=utf-8" {
+		t.Fatalf("Content-Type of the next answer: %q", got)
+	}
+	if got := second.Header().Values("X-Content-Type-Options"); len(got) != 1 || got[0] != "nosniff" {
+		t.Fatalf("X-Content-Type-Options of the next answer: %q", got)
+	}
+}
+
 // An encoder that wrote a secret is wiped before it is reused.
 func TestReleaseWipesASecretsBuffer(t *testing.T) {
 	e := encoders.Get().(*encoder)
