@@ -9,11 +9,11 @@ import (
 	"math"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/coarse"
 	"github.com/nexus-ecosystem/nexus/internal/safetext"
 )
 
@@ -43,8 +43,8 @@ const (
 
 // Config tunes a Service. The zero value of every field means the default it names.
 type Config struct {
-	// Now is the clock (default: the wall clock, read on the hot path as a monotonic
-	// offset from a recent wall-clock reading).
+	// Now is the clock (default: the wall clock; Verify reads it through a coarse clock
+	// that moves every 10 ms, so a key expires up to 10 ms late).
 	Now func() time.Time
 	// Logger receives warnings about failed background writes (default: discard).
 	// Secrets and hashes are never logged.
@@ -100,7 +100,7 @@ type Service struct {
 	uses      chan *entry
 	stop      chan struct{}
 	done      chan struct{}
-	anchor    atomic.Pointer[anchor]
+	coarse    *coarse.Clock // nowNano's clock when Config.Now is not set
 	closeOnce sync.Once
 	flushErr  error
 	pending   []*entry // what the writer held when it stopped
@@ -154,7 +154,7 @@ func NewService(store Store, cfg Config) *Service {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.reanchor()
+	s.coarse = coarse.New(coarseTick)
 	go s.writeUses()
 	return s
 }
@@ -418,27 +418,18 @@ func (s *Service) Invalidate(id ecoid.ID) { s.cache.remove(id) }
 // that no cached key outlives a change this process missed.
 func (s *Service) PurgeCache() { s.cache.purge() }
 
-// anchor pairs a wall-clock reading with its monotonic reading, so that nowNano can
-// tell the time with one cheap monotonic read.
-type anchor struct {
-	at   time.Time
-	wall int64 // at in Unix nanoseconds
-}
+// coarseTick is how often nowNano's clock moves: a key expires, and a cached answer goes
+// stale, up to this much late.
+const coarseTick = 10 * time.Millisecond
 
-// nowNano returns the time in Unix nanoseconds: Config.Now when it is set, otherwise
-// the anchor plus the monotonic time since it. The background writer re-anchors every
-// UsedInterval, so a step of the wall clock is followed within that interval.
+// nowNano returns the time in Unix nanoseconds for Verify: Config.Now when it is set,
+// otherwise a coarse clock (package internal/coarse), an atomic load rather than a clock
+// read on every call.
 func (s *Service) nowNano() int64 {
 	if s.cfg.Now != nil {
 		return s.cfg.Now().UnixNano()
 	}
-	a := s.anchor.Load()
-	return a.wall + int64(time.Since(a.at))
-}
-
-func (s *Service) reanchor() {
-	t := time.Now()
-	s.anchor.Store(&anchor{at: t, wall: t.UnixNano()})
+	return s.coarse.UnixNano()
 }
 
 // clock returns now in UTC with the microsecond precision stores keep.
@@ -620,7 +611,6 @@ func (s *Service) writeUses() {
 				batch, held = s.flushUses(context.Background(), batch, held)
 			}
 		case <-tick.C:
-			s.reanchor()
 			for _, h := range held {
 				if h.e.lastUsed.Load() > h.at {
 					batch = append(batch, h.e) // used since it was written: write it again

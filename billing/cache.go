@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
+	"github.com/nexus-ecosystem/nexus/internal/coarse"
 )
 
 // TermsLoader reads a user's current plan and terms from the source of truth;
@@ -24,7 +25,9 @@ type TermsCacheConfig struct {
 	// reach the cache through Invalidate (Config.OnPlanChange, the fan-out) within a
 	// second, and Purge when that stream of invalidations had a gap.
 	TTL time.Duration
-	// Now is the clock; default time.Now.
+	// Now is the clock; default: the wall clock read through a coarse clock that moves
+	// every 10 ms (an atomic load per Get instead of a clock read), so an entry lives up
+	// to 10 ms past its TTL.
 	Now func() time.Time
 }
 
@@ -68,7 +71,7 @@ func NewTermsCache(load TermsLoader, cfg TermsCacheConfig) *TermsCache {
 		cfg.TTL = time.Minute
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = coarse.New(10 * time.Millisecond).Now
 	}
 	c := &TermsCache{load: load, ttl: cfg.TTL, now: cfg.Now, perMax: max(1, cfg.Size/cacheShards), seed: maphash.MakeSeed()}
 	for i := range c.shards {

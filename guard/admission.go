@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
+	"github.com/nexus-ecosystem/nexus/internal/coarse"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -65,10 +66,19 @@ var (
 	ErrLimiterUnavailable = errors.New("guard: rate limiter unavailable")
 )
 
+// coarseTick is how often the default clocks of this package move.
+const coarseTick = 10 * time.Millisecond
+
+// coarseNow is the default clock of Limits: the time of a coarse clock, an atomic load
+// per decision rather than a clock read.
+func coarseNow() func() time.Time { return coarse.New(coarseTick).Now }
+
 // Option configures NewLimits.
 type Option func(*Limits)
 
-// WithClock sets the clock that picks the quota period (default time.Now).
+// WithClock sets the clock that picks the quota period (default: the wall clock read
+// through a coarse clock that moves every 10 ms, so a call in the first 10 ms of a month
+// may count in the month before).
 func WithClock(now func() time.Time) Option { return func(l *Limits) { l.now = now } }
 
 // WithPolicy names the rate-limit policy (default apikey.DefaultPolicy): routes with
@@ -125,7 +135,7 @@ func (p *periods) at(now time.Time) *period {
 
 // NewLimits returns the default Admission over limiter, counter and quota.
 func NewLimits(limiter apikey.Limiter, counter usage.Counter, quota usage.LimitFunc, opts ...Option) *Limits {
-	l := &Limits{limiter: limiter, counter: counter, quota: quota, now: time.Now, policy: apikey.DefaultPolicy}
+	l := &Limits{limiter: limiter, counter: counter, quota: quota, now: coarseNow(), policy: apikey.DefaultPolicy}
 	for _, o := range opts {
 		o(l)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/nexus-ecosystem/nexus/apikey"
 	"github.com/nexus-ecosystem/nexus/ecoid"
 	"github.com/nexus-ecosystem/nexus/httpjson"
+	"github.com/nexus-ecosystem/nexus/internal/coarse"
 	"github.com/nexus-ecosystem/nexus/usage"
 )
 
@@ -84,7 +85,7 @@ func New(cfg Config) func(http.Handler) http.Handler {
 	}
 	scopes := append([]string(nil), cfg.Scopes...)
 	return func(next http.Handler) http.Handler {
-		var h http.Handler = &admit{cfg: &cfg, scopes: scopes, next: next, epoch: time.Now()}
+		var h http.Handler = &admit{cfg: &cfg, scopes: scopes, next: next, clock: coarse.New(coarseTick)}
 		if track != nil {
 			h = track(h)
 		}
@@ -103,7 +104,7 @@ type admit struct {
 	cfg    *Config
 	scopes []string
 	next   http.Handler
-	epoch  time.Time // when the chain was built: handlers are timed from it
+	clock  *coarse.Clock // times handlers for the refund, to the tick: only "over a second" matters
 }
 
 func (a *admit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -144,9 +145,9 @@ func (a *admit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.next.ServeHTTP(w, r)
 		return
 	}
-	start := time.Since(a.epoch) // the monotonic clock alone: half the cost of time.Now
+	start := a.clock.UnixNano()
 	a.next.ServeHTTP(w, r)
-	if undelivered(w, r, time.Since(a.epoch)-start) { // the client never received it: no quota
+	if undelivered(w, r, time.Duration(a.clock.UnixNano()-start)) { // the client never received it: no quota
 		rf.Refund(r.Context(), k, d)
 	}
 }

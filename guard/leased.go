@@ -40,7 +40,7 @@ var (
 // an uncached one costs a store round trip per request). It takes the same options as
 // NewLimits.
 func NewLeased(limiter apikey.Limiter, counter *usage.LeasedCounter, quota usage.LimitFunc, opts ...Option) *Leased {
-	l := &Limits{now: time.Now, policy: apikey.DefaultPolicy}
+	l := &Limits{now: coarseNow(), policy: apikey.DefaultPolicy}
 	for _, o := range opts {
 		o(l)
 	}

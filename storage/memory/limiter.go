@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/apikey"
+	"github.com/nexus-ecosystem/nexus/internal/coarse"
 )
 
 // Limiter is the in-process apikey.Limiter: apikey.GCRA.Step on one small entry per
@@ -19,8 +20,8 @@ import (
 // for the same subject. The first decision for a new subject takes its shard's lock and
 // allocates its entry.
 //
-// The default clock is coarse: the monotonic time since NewLimiter, read by a goroutine
-// every millisecond while the limiter is in use (it stops after a second without a
+// The default clock is coarse (package internal/coarse): the monotonic time since
+// NewLimiter, read by a goroutine every millisecond while the limiter is in use (it stops after a second without a
 // decision and restarts with the next one). A decision then costs no clock read; time
 // as the limiter sees it lags by at most a tick (more when the process is starved), so
 // it refuses slightly earlier, never later, and never runs backwards.
@@ -35,54 +36,12 @@ type Limiter struct {
 	seed     maphash.Seed
 	mu       sync.Mutex                // serializes adding a policy
 	policies atomic.Pointer[policySet] // copied on write
-	clock    coarseClock
+	clock    *coarse.Clock
+	baseUS   int64 // the wall time at NewLimiter, Unix µs: the clock's time is baseUS + Elapsed
 }
 
-// coarseClock is the default clock, in Unix microseconds: the wall time at NewLimiter
-// plus the monotonic time since, so steps of the wall clock do not move it.
-type coarseClock struct {
-	base    time.Time // with a monotonic reading
-	baseUS  int64     // base in Unix microseconds
-	_       [40]byte  // now changes every tick: keep it off the lines read on every call
-	now     atomic.Int64
-	running atomic.Bool // the ticker goroutine runs
-	used    atomic.Bool // read since the ticker last looked
-	_       [48]byte
-}
-
-const (
-	clockTick         = time.Millisecond
-	ticksPerIdleCheck = 1000 // the ticker stops after this many ticks without a read
-)
-
-// read returns the coarse time, starting the ticker when it is not running.
-func (c *coarseClock) read() int64 {
-	if !c.used.Load() {
-		c.used.Store(true)
-	}
-	if c.running.Load() {
-		return c.now.Load()
-	}
-	now := c.exact()
-	if c.running.CompareAndSwap(false, true) {
-		c.now.Store(now)
-		go c.tick()
-	}
-	return now
-}
-
-func (c *coarseClock) exact() int64 { return c.baseUS + int64(time.Since(c.base)/time.Microsecond) }
-
-func (c *coarseClock) tick() {
-	for n := 1; ; n++ {
-		time.Sleep(clockTick)
-		c.now.Store(c.exact())
-		if n%ticksPerIdleCheck == 0 && !c.used.Swap(false) {
-			c.running.Store(false)
-			return
-		}
-	}
-}
+// clockTick is how often the default clock moves.
+const clockTick = time.Millisecond
 
 const (
 	shardBits     = 7
@@ -148,9 +107,8 @@ func WithClock(now func() time.Time) Option {
 
 // NewLimiter returns an empty in-process limiter.
 func NewLimiter(opts ...Option) *Limiter {
-	l := &Limiter{seed: maphash.MakeSeed()}
-	l.clock.base = time.Now()
-	l.clock.baseUS = l.clock.base.UnixMicro()
+	l := &Limiter{seed: maphash.MakeSeed(), baseUS: time.Now().UnixMicro()}
+	l.clock = coarse.New(clockTick) // after baseUS: the limiter's time is then never ahead of the wall clock
 	for _, o := range opts {
 		o(l)
 	}
@@ -163,7 +121,7 @@ func (l *Limiter) nowMicro() int64 {
 	if l.now != nil {
 		return l.now().UnixMicro()
 	}
-	return l.clock.read()
+	return l.baseUS + int64(l.clock.Elapsed()/time.Microsecond)
 }
 
 // table returns the table of a policy, creating it on first use.

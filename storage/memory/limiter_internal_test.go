@@ -44,33 +44,19 @@ func TestDecideOnASweptEntryLooksAgain(t *testing.T) {
 	}
 }
 
-// The coarse clock never runs ahead of the exact one nor backwards, stops its goroutine
-// when unused, and restarts on the next read.
-func TestCoarseClock(t *testing.T) {
+// The limiter's default clock never runs ahead of the wall clock nor backwards (its
+// goroutine's life is package coarse's test).
+func TestLimiterClock(t *testing.T) {
 	l := NewLimiter()
-	c := &l.clock
-	prev := c.read()
+	prev := l.nowMicro()
 	for range 2000 {
-		now := c.read()
+		now := l.nowMicro()
 		if now < prev {
 			t.Fatalf("the clock ran backwards: %d after %d", now, prev)
 		}
-		if exact := c.exact(); now > exact {
+		if exact := time.Now().UnixMicro(); now > exact {
 			t.Fatalf("the clock ran ahead: %d > exact %d", now, exact)
 		}
 		prev = now
-	}
-	if !c.running.Load() {
-		t.Fatal("no ticker while the clock is read")
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for c.running.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the ticker did not stop after the clock went unused")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if now := c.read(); now < prev || !c.running.Load() {
-		t.Fatalf("after a restart: %d (before %d), running %v", now, prev, c.running.Load())
 	}
 }
