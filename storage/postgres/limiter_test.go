@@ -31,6 +31,19 @@ func TestLimiterUsesTheServerClock(t *testing.T) {
 	}
 }
 
+// Rate-limit state writes no WAL (migration 0014): its commits wait for no flush.
+func TestRateLimitTableIsUnlogged(t *testing.T) {
+	db := pgtest.New(t)
+	var persistence string
+	if err := db.QueryRowContext(context.Background(),
+		`SELECT relpersistence FROM pg_class WHERE oid = 'eco_rate_limits'::regclass`).Scan(&persistence); err != nil {
+		t.Fatal(err)
+	}
+	if persistence != "u" {
+		t.Fatalf("eco_rate_limits persistence %q, want u (unlogged)", persistence)
+	}
+}
+
 func TestLimiterSweepDropsIdleRows(t *testing.T) {
 	db := pgtest.New(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
