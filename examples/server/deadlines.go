@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,15 @@ func (c *deadlineConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// ReadFrom keeps the TCP connection's own ReadFrom (sendfile, splice), which net/http
+// uses when a handler copies a file into the answer.
+func (c *deadlineConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
 }
 
 func (c *deadlineConn) set(d *lazyDeadline, write bool, t time.Time) error {

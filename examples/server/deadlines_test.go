@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -209,6 +210,34 @@ func TestDeadlineListenerHoldsServerTimeouts(t *testing.T) {
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("the client timed out instead of the server") // no client deadline is set
+	}
+}
+
+// A file copied into an answer goes through the TCP connection's own ReadFrom.
+func TestDeadlineListenerServesFiles(t *testing.T) {
+	path := t.TempDir() + "/f"
+	want := strings.Repeat("nexus ", 100_000)
+	if err := os.WriteFile(path, []byte(want), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, path) })}
+	go func() { _ = srv.Serve(newDeadlineListener(tcp, testTick)) }()
+	defer srv.Close()
+	resp, err := http.Get("http://" + tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(got) != want {
+		t.Fatalf("%d bytes, %v; want %d bytes", len(got), err, len(want))
+	}
+	if _, ok := any(&deadlineConn{}).(io.ReaderFrom); !ok {
+		t.Fatal("deadlineConn hides ReadFrom")
 	}
 }
 
