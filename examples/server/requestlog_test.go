@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -67,6 +68,28 @@ func TestRequestLogWritesSlogsLine(t *testing.T) {
 	}
 	if strings.Contains(slogLine(t, at, "GET", "/", 200, 0, 0), "ERROR") {
 		t.Fatal("slogLine is wrong")
+	}
+}
+
+// The request log's time is time.RFC3339Nano's text, for instants of one second (the
+// kept stamp), of the next, and in other zones and years.
+func TestRequestLogTimeIsRFC3339Nano(t *testing.T) {
+	l := newRequestLog(io.Discard)
+	cet := time.FixedZone("CET", 3600)
+	odd := time.FixedZone("odd", -(9*3600 + 30*60 + 17))
+	base := time.Date(2026, 12, 3, 11, 28, 36, 0, time.UTC)
+	var times []time.Time
+	for _, ns := range []int{0, 1, 10, 120_000_000, 123_456_789, 999_999_999, 500} {
+		times = append(times, base.Add(time.Duration(ns)), base.Add(time.Second+time.Duration(ns)))
+	}
+	for _, at := range append([]time.Time{}, times...) {
+		times = append(times, at.In(cet), at.In(odd), at.In(time.Local), at.AddDate(-2000, 0, 0), at.AddDate(8000, 0, 0))
+	}
+	for _, at := range times {
+		got := string(l.appendTime(nil, at))
+		if want := at.Format(time.RFC3339Nano); got != want {
+			t.Fatalf("%v: %q, want %q", at, got, want)
+		}
 	}
 }
 
