@@ -84,8 +84,9 @@ func New(cfg Config) func(http.Handler) http.Handler {
 		track = usage.Middleware(cfg.Tracker, identify, cfg.Track)
 	}
 	scopes := append([]string(nil), cfg.Scopes...)
+	clock := coarse.New(coarseTick) // one for every route this chain protects
 	return func(next http.Handler) http.Handler {
-		var h http.Handler = &admit{cfg: &cfg, scopes: scopes, next: next, clock: coarse.New(coarseTick)}
+		var h http.Handler = &admit{cfg: &cfg, scopes: scopes, next: next, clock: clock}
 		if track != nil {
 			h = track(h)
 		}
@@ -145,9 +146,9 @@ func (a *admit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.next.ServeHTTP(w, r)
 		return
 	}
-	start := a.clock.UnixNano()
+	start := a.clock.Elapsed() // monotonic: a step of the system clock does not move it
 	a.next.ServeHTTP(w, r)
-	if undelivered(w, r, time.Duration(a.clock.UnixNano()-start)) { // the client never received it: no quota
+	if undelivered(w, r, a.clock.Elapsed()-start) { // the client never received it: no quota
 		rf.Refund(r.Context(), k, d)
 	}
 }

@@ -79,14 +79,16 @@ func write(w http.ResponseWriter, status int, v any, secret bool) {
 
 // WriteEncoded is Write for a body already encoded: one JSON value, ending in a newline
 // as Write's answers do. It is for a hot route that builds its answer without reflection;
-// body is sent as it is, so it must be valid JSON.
+// body is sent as it is, so it must be valid JSON. The Content-Type and
+// X-Content-Type-Options values it sets are shared by every answer: replace them (Set),
+// never write into them.
 func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	// The keys are already canonical, and the values are shared by every answer, as gin
 	// does (Header.Set allocates a slice per value, on every answer): each slice is
 	// capped, so an Add appends to a copy, and net/http copies the header when the status
-	// is written. Only an assignment to an element, h["Content-Type"][0] = …, which no
-	// code should make, would change them.
+	// is written. Only an assignment to an element, h["Content-Type"][0] = … or to
+	// h.Values("Content-Type")[0], which no code should make, would change them.
 	h["Content-Type"], h["X-Content-Type-Options"] = jsonContentType, noSniff
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -32,7 +32,12 @@ const deadlineTick = 250 * time.Millisecond
 type deadlineListener struct {
 	net.Listener
 	tick time.Duration
-	now  atomic.Int64 // Unix nanoseconds at the keeper's last tick
+	// Deadlines are kept as the monotonic time since base, as the runtime keeps them:
+	// a step of the system clock moves no timeout.
+	base time.Time
+	now  atomic.Int64 // since base at the keeper's last tick
+
+	exited bool // the keeper has returned (under mu): later connections are refused
 
 	mu    sync.Mutex
 	conns map[*deadlineConn]struct{}
@@ -45,8 +50,7 @@ type deadlineListener struct {
 // newDeadlineListener wraps ln; its connections' deadlines are checked every tick.
 func newDeadlineListener(ln net.Listener, tick time.Duration) *deadlineListener {
 	l := &deadlineListener{Listener: ln, tick: tick, conns: map[*deadlineConn]struct{}{},
-		stop: make(chan struct{}), done: make(chan struct{})}
-	l.now.Store(time.Now().UnixNano())
+		stop: make(chan struct{}), done: make(chan struct{}), base: time.Now()}
 	go l.keep()
 	return l
 }
@@ -59,6 +63,11 @@ func (l *deadlineListener) Accept() (net.Conn, error) {
 	}
 	dc := &deadlineConn{Conn: c, l: l}
 	l.mu.Lock()
+	if l.exited { // accepted as the listener closed, after the keeper left: nobody would keep its deadlines
+		l.mu.Unlock()
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
 	l.conns[dc] = struct{}{}
 	l.mu.Unlock()
 	return dc, nil
@@ -84,10 +93,11 @@ func (l *deadlineListener) keep() {
 			stop = nil // from now on, return once the last connection is closed
 			continue
 		}
-		now := time.Now().UnixNano()
+		now := l.since(time.Now())
 		l.now.Store(now)
 		l.mu.Lock()
 		if stop == nil && len(l.conns) == 0 {
+			l.exited = true
 			l.mu.Unlock()
 			return
 		}
@@ -106,6 +116,15 @@ func (l *deadlineListener) keep() {
 	}
 }
 
+// since returns t as the listener keeps deadlines: nanoseconds since base, never 0 (which
+// means none).
+func (l *deadlineListener) since(t time.Time) int64 {
+	if d := int64(t.Sub(l.base)); d != 0 {
+		return d
+	}
+	return 1
+}
+
 // deadlineConn is a connection of a deadlineListener.
 type deadlineConn struct {
 	net.Conn
@@ -115,9 +134,10 @@ type deadlineConn struct {
 
 // lazyDeadline is one direction's deadline.
 //
-// at is the deadline the keeper is to apply (0: none). held says that the connection
-// itself holds a deadline, one applied at once or by the keeper; it changes only under
-// mu, and whoever sets a new deadline while it holds one lifts it. The keeper sets held
+// at is the deadline the keeper is to apply, in nanoseconds since the listener's base
+// (0: none). held says that the connection itself holds a deadline, one applied at once
+// or by the keeper; it changes only under mu, and whoever sets a new deadline while it
+// holds one lifts it. The keeper sets held
 // before it takes at, so a deadline set while the keeper applies an older one always
 // sees held and lifts what the keeper applied.
 type lazyDeadline struct {
@@ -171,7 +191,7 @@ func (c *deadlineConn) ReadFrom(r io.Reader) (int64, error) {
 func (c *deadlineConn) set(d *lazyDeadline, write bool, t time.Time) error {
 	var at int64
 	if !t.IsZero() {
-		at = t.UnixNano()
+		at = c.l.since(t)
 		if at <= c.l.now.Load()+2*int64(c.l.tick) { // due, or nearly: the connection's own timer
 			d.mu.Lock()
 			defer d.mu.Unlock()
@@ -209,7 +229,7 @@ func (c *deadlineConn) expire(d *lazyDeadline, write bool, now int64) {
 		d.held.Store(wasHeld) // a new deadline came first
 		return
 	}
-	_ = c.apply(write, time.Unix(0, at))
+	_ = c.apply(write, c.l.base.Add(time.Duration(at)))
 }
 
 func (c *deadlineConn) apply(write bool, t time.Time) error {

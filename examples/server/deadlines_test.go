@@ -40,7 +40,7 @@ func deadlinePair(t *testing.T) (*deadlineListener, *deadlineConn, net.Conn) {
 
 // waitKeeperPast waits until the keeper has ticked at or after t, and once more.
 func waitKeeperPast(l *deadlineListener, t time.Time) {
-	for l.now.Load() < t.UnixNano() {
+	for l.now.Load() < l.since(t) {
 		time.Sleep(testTick)
 	}
 	seen := l.now.Load()
@@ -238,6 +238,63 @@ func TestDeadlineListenerServesFiles(t *testing.T) {
 	}
 	if _, ok := any(&deadlineConn{}).(io.ReaderFrom); !ok {
 		t.Fatal("deadlineConn hides ReadFrom")
+	}
+}
+
+// gateListener's Accept returns a connection only when the test releases it, even after
+// Close: a real listener whose Accept had already taken a connection from the kernel
+// when Shutdown closed it.
+type gateListener struct {
+	net.Listener
+	gate chan net.Conn
+}
+
+func (g gateListener) Accept() (net.Conn, error) { return <-g.gate, nil }
+func (gateListener) Close() error                { return nil }
+
+// A connection that arrives once the keeper has left (the listener closed with no
+// connection open) is refused, not handed out with deadlines nobody keeps.
+func TestDeadlineListenerRefusesConnectionsAfterItsKeeper(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	g := gateListener{Listener: tcp, gate: make(chan net.Conn)}
+	l := newDeadlineListener(g, testTick)
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	got := make(chan accepted)
+	go func() { c, err := l.Accept(); got <- accepted{c, err} }() // inside the inner Accept
+	_ = l.Close()
+	<-l.done // no connection in the map: the keeper has returned
+	server, client := net.Pipe()
+	defer client.Close()
+	g.gate <- server
+	a := <-got
+	if a.c != nil || !errors.Is(a.err, net.ErrClosed) {
+		t.Fatalf("Accept after the keeper left = %v, %v; want net.ErrClosed", a.c, a.err)
+	}
+	if _, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the refused connection is still open")
+	}
+}
+
+// Deadlines are kept on the monotonic clock, as the runtime keeps them: a deadline given
+// as a wall-clock time without a monotonic reading still lands where it should.
+func TestDeadlineListenerKeepsMonotonicTime(t *testing.T) {
+	l, c, _ := deadlinePair(t)
+	if got := l.since(l.base.Add(time.Hour)); got != int64(time.Hour) {
+		t.Fatalf("an hour after base is kept as %v", time.Duration(got))
+	}
+	wall := time.Now().Add(20 * testTick).Round(0) // Round(0) strips the monotonic reading
+	if err := c.SetReadDeadline(wall); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read = %v, want the deadline exceeded", err)
 	}
 }
 
