@@ -154,7 +154,7 @@ func NewService(store Store, cfg Config) *Service {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.coarse = coarse.New(coarseTick)
+	s.coarse = coarse.New(coarse.HotPathTick) // a key expires, and a cached answer goes stale, up to a tick late
 	go s.writeUses()
 	return s
 }
@@ -417,10 +417,6 @@ func (s *Service) Invalidate(id ecoid.ID) { s.cache.remove(id) }
 // one key. Call it when the stream of change notifications had a gap (a reconnect), so
 // that no cached key outlives a change this process missed.
 func (s *Service) PurgeCache() { s.cache.purge() }
-
-// coarseTick is how often nowNano's clock moves: a key expires, and a cached answer goes
-// stale, up to this much late.
-const coarseTick = 10 * time.Millisecond
 
 // nowNano returns the time in Unix nanoseconds for Verify: Config.Now when it is set,
 // otherwise a coarse clock (package internal/coarse), an atomic load rather than a clock

@@ -71,7 +71,7 @@ func NewTermsCache(load TermsLoader, cfg TermsCacheConfig) *TermsCache {
 		cfg.TTL = time.Minute
 	}
 	if cfg.Now == nil {
-		cfg.Now = coarse.New(10 * time.Millisecond).Now
+		cfg.Now = coarse.New(coarse.HotPathTick).Now
 	}
 	c := &TermsCache{load: load, ttl: cfg.TTL, now: cfg.Now, perMax: max(1, cfg.Size/cacheShards), seed: maphash.MakeSeed()}
 	for i := range c.shards {

@@ -66,12 +66,9 @@ var (
 	ErrLimiterUnavailable = errors.New("guard: rate limiter unavailable")
 )
 
-// coarseTick is how often the default clocks of this package move.
-const coarseTick = 10 * time.Millisecond
-
 // coarseNow is the default clock of Limits: the time of a coarse clock, an atomic load
 // per decision rather than a clock read.
-func coarseNow() func() time.Time { return coarse.New(coarseTick).Now }
+func coarseNow() func() time.Time { return coarse.New(coarse.HotPathTick).Now }
 
 // Option configures NewLimits.
 type Option func(*Limits)

@@ -84,7 +84,7 @@ func New(cfg Config) func(http.Handler) http.Handler {
 		track = usage.Middleware(cfg.Tracker, identify, cfg.Track)
 	}
 	scopes := append([]string(nil), cfg.Scopes...)
-	clock := coarse.New(coarseTick) // one for every route this chain protects
+	clock := coarse.New(coarse.HotPathTick) // one for every route this chain protects
 	return func(next http.Handler) http.Handler {
 		var h http.Handler = &admit{cfg: &cfg, scopes: scopes, next: next, clock: clock}
 		if track != nil {

@@ -37,10 +37,9 @@ type deadlineListener struct {
 	base time.Time
 	now  atomic.Int64 // since base at the keeper's last tick
 
-	exited bool // the keeper has returned (under mu): later connections are refused
-
-	mu    sync.Mutex
-	conns map[*deadlineConn]struct{}
+	mu     sync.Mutex
+	conns  map[*deadlineConn]struct{}
+	exited bool // the keeper has returned: later connections are refused
 
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -137,9 +136,8 @@ type deadlineConn struct {
 // at is the deadline the keeper is to apply, in nanoseconds since the listener's base
 // (0: none). held says that the connection itself holds a deadline, one applied at once
 // or by the keeper; it changes only under mu, and whoever sets a new deadline while it
-// holds one lifts it. The keeper sets held
-// before it takes at, so a deadline set while the keeper applies an older one always
-// sees held and lifts what the keeper applied.
+// holds one lifts it. The keeper sets held before it takes at, so a deadline set while
+// the keeper applies an older one always sees held and lifts what the keeper applied.
 type lazyDeadline struct {
 	at   atomic.Int64
 	held atomic.Bool

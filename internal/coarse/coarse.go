@@ -16,6 +16,10 @@ import (
 	"time"
 )
 
+// HotPathTick is the tick of the SDK's clocks for coarse questions on the request path
+// (caches, expiry, the quota month): their answers may be this much late.
+const HotPathTick = 10 * time.Millisecond
+
 // Clock is a coarse clock; make one with New. It tells the wall time (UnixNano, Now) and
 // the monotonic time since New (Elapsed), both as of its last tick. It is safe for
 // concurrent use.
