@@ -76,6 +76,16 @@ func ParseAuthorization(h string) (string, bool) {
 	return rest, true
 }
 
+// authorization is h.Get("Authorization") without canonicalizing the name on every call
+// (400 instructions of each API request): the name is canonical, and so are the names of
+// a parsed request's header, which Get looks up the same way.
+func authorization(h http.Header) string {
+	if v := h["Authorization"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // trimBlanks removes leading and trailing spaces and tabs: strings.Trim with a cutset
 // builds its set of bytes on every call, and this runs on every API request.
 func trimBlanks(s string) string {
@@ -113,7 +123,7 @@ func Authenticate(v Verifier, opts AuthOptions) func(http.Handler) http.Handler 
 	log := opts.Logger
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			plain, ok := ParseAuthorization(r.Header.Get("Authorization"))
+			plain, ok := ParseAuthorization(authorization(r.Header))
 			if !ok {
 				onError(w, r, ErrMissing)
 				return

@@ -26,7 +26,8 @@ func crossOrigin(trusted []string) (func(http.Handler) http.Handler, error) {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("Authorization") == "" {
+			// Header.Get canonicalizes its argument on every call; the name is canonical.
+			if v := r.Header["Authorization"]; len(v) == 0 || v[0] == "" {
 				if err := cop.Check(r); err != nil {
 					httpjson.WriteError(w, http.StatusForbidden, "cross_origin_request",
 						"cross-origin requests authenticated by cookie are refused; send the token in the Authorization header")
