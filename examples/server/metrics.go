@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,8 +36,11 @@ type metrics struct {
 	quota         *prometheus.CounterVec
 	webhooks      *prometheus.CounterVec
 
-	requestsBy sync.Map // routeCode → prometheus.Counter: the children of requests
-	durationBy sync.Map // route → prometheus.Observer: the children of duration
+	// byRoute holds the children of requests and duration for each route and status
+	// seen, replaced whole (under byRouteMu) when a pair is new: the label set is bounded
+	// (route patterns and status codes), and a read is one lookup in a plain map.
+	byRoute   atomic.Pointer[map[routeCode]routeMetrics]
+	byRouteMu sync.Mutex
 }
 
 // newMetrics registers every metric of the server; db may be nil (in-memory stores).
@@ -99,26 +104,61 @@ type routeCode struct {
 	status int
 }
 
+// routeMetrics are the children of requests and duration that a routeCode counts in.
+type routeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
 // observe counts one answered request and its latency by its route pattern ("GET
 // /api/v1/ping", which the ServeMux sets on the request); observeRequests calls it. A
 // request no route matched is "unmatched", so scanners cannot grow the label set. The
-// children of the vectors are kept in sync.Maps: WithLabelValues hashes and compares
-// every label on each call, and this runs on every request (the label set is bounded:
-// route patterns and status codes).
+// children of the vectors are found in byRoute: WithLabelValues hashes and compares
+// every label on each call, a sync.Map hashes its interface keys, and this runs on
+// every request.
 func (m *metrics) observe(route string, status int, took time.Duration) {
 	if route == "" || route == "/" {
 		route = "unmatched"
 	}
-	c, ok := m.requestsBy.Load(routeCode{route, status})
-	if !ok {
-		c, _ = m.requestsBy.LoadOrStore(routeCode{route, status}, m.requests.WithLabelValues(route, strconv.Itoa(status)))
+	rc := routeCode{route, status}
+	var rm routeMetrics
+	if by := m.byRoute.Load(); by != nil {
+		rm = (*by)[rc]
 	}
-	c.(prometheus.Counter).Inc()
-	o, ok := m.durationBy.Load(route)
-	if !ok {
-		o, _ = m.durationBy.LoadOrStore(route, m.duration.WithLabelValues(route))
+	if rm.requests == nil {
+		rm = m.addRoute(rc)
 	}
-	o.(prometheus.Observer).Observe(took.Seconds())
+	rm.requests.Inc()
+	rm.duration.Observe(took.Seconds())
+}
+
+// addRoute resolves the children of rc and publishes them in a new byRoute.
+func (m *metrics) addRoute(rc routeCode) routeMetrics {
+	m.byRouteMu.Lock()
+	defer m.byRouteMu.Unlock()
+	old := m.byRoute.Load()
+	if old != nil {
+		if rm, ok := (*old)[rc]; ok {
+			return rm
+		}
+	}
+	next := make(map[routeCode]routeMetrics, 1+len(ptrMap(old)))
+	maps.Copy(next, ptrMap(old))
+	rm := routeMetrics{
+		requests: m.requests.WithLabelValues(rc.route, strconv.Itoa(rc.status)),
+		duration: m.duration.WithLabelValues(rc.route),
+	}
+	next[rc] = rm
+	m.byRoute.Store(&next)
+	return rm
+}
+
+// ptrMap is *p, or nil when p is.
+func ptrMap(p *map[routeCode]routeMetrics) map[routeCode]routeMetrics {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 // onWebhook is billing's OnWebhook hook.

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,5 +168,41 @@ func BenchmarkGuardChainMetrics(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// Requests of many routes and statuses observed at once, each pair new, are all counted:
+// publishing a new pair must not lose another goroutine's.
+func TestMetricsObserveConcurrentNewRoutes(t *testing.T) {
+	m := newMetrics()
+	const goroutines, pairs = 8, 40
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range pairs {
+				m.observe("GET /r"+strconv.Itoa((i+g)%pairs), 200+i%3, time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == "nexus_http_requests_total" {
+			for _, c := range f.GetMetric() {
+				total += c.GetCounter().GetValue()
+			}
+		}
+	}
+	if total != goroutines*pairs {
+		t.Fatalf("counted %v requests, want %d", total, goroutines*pairs)
+	}
+	if n := len(*m.byRoute.Load()); n > pairs*3 {
+		t.Fatalf("byRoute holds %d pairs, at most %d exist", n, pairs*3)
 	}
 }
