@@ -9,3 +9,6 @@ func WithChecksum(s string) string {
 
 // CacheLen returns how many entries the verify cache of s holds.
 func CacheLen(s *Service) int { return s.cache.len() }
+
+// HasBlankOrControl is hasBlankOrControl, for the differential fuzz test.
+var HasBlankOrControl = hasBlankOrControl

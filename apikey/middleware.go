@@ -59,21 +59,50 @@ func KeyFrom(ctx context.Context) (Key, bool) {
 // scheme, no credentials, or credentials with whitespace or control characters inside.
 // It does not check the key itself: Parse does.
 func ParseAuthorization(h string) (string, bool) {
-	h = trimBlanks(h)
-	scheme, rest, ok := strings.Cut(h, " ")
-	if !ok || !(strings.EqualFold(scheme, "ApiKey") || strings.EqualFold(scheme, "Bearer")) {
-		return "", false
-	}
-	rest = strings.TrimLeft(rest, " ")
-	if rest == "" {
-		return "", false
-	}
-	for i := 0; i < len(rest); i++ {
-		if c := rest[i]; c <= ' ' || c == 0x7f {
+	var rest string
+	if len(h) > len(apiKeyScheme) && h[:len(apiKeyScheme)] == apiKeyScheme {
+		rest = trimBlanksRight(h[len(apiKeyScheme):]) // the usual form: no fold, no search
+	} else {
+		h = trimBlanks(h)
+		scheme, r, ok := strings.Cut(h, " ")
+		if !ok || !(strings.EqualFold(scheme, "ApiKey") || strings.EqualFold(scheme, "Bearer")) {
 			return "", false
 		}
+		rest = r
+	}
+	for len(rest) > 0 && rest[0] == ' ' { // strings.TrimLeft: a call and a cutset per request
+		rest = rest[1:]
+	}
+	if rest == "" || hasBlankOrControl(rest) {
+		return "", false
 	}
 	return rest, true
+}
+
+// apiKeyScheme is the scheme of the usual Authorization header, with its space.
+const apiKeyScheme = "ApiKey "
+
+// hasBlankOrControl reports whether s holds a byte up to ' ' (whitespace and C0
+// controls) or DEL, eight bytes at a time: the credentials of every API request pass
+// through it. A word's bytes below 0x21 are found as (x - 0x21…) &^ x & 0x80…, DEL as a
+// zero byte of x ^ 0x7f…; both tests are exact for the word as a whole.
+func hasBlankOrControl(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(s) >= 8 {
+		x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		d := x ^ (ones * 0x7f)
+		if ((x-ones*0x21)&^x|(d-ones)&^d)&highs != 0 {
+			return true
+		}
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // authorization is h.Get("Authorization") without canonicalizing the name on every call
@@ -92,6 +121,11 @@ func trimBlanks(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]
 	}
+	return trimBlanksRight(s)
+}
+
+// trimBlanksRight removes trailing spaces and tabs.
+func trimBlanksRight(s string) string {
 	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
 		s = s[:len(s)-1]
 	}

@@ -280,6 +280,70 @@ func FuzzParseAuthorization(f *testing.F) {
 	})
 }
 
+// referenceParseAuthorization is ParseAuthorization as first written, byte by byte: the
+// fast paths must answer exactly as it does.
+func referenceParseAuthorization(h string) (string, bool) {
+	h = strings.Trim(h, " \t")
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !(strings.EqualFold(scheme, "ApiKey") || strings.EqualFold(scheme, "Bearer")) {
+		return "", false
+	}
+	rest = strings.TrimLeft(rest, " ")
+	if rest == "" {
+		return "", false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c <= ' ' || c == 0x7f {
+			return "", false
+		}
+	}
+	return rest, true
+}
+
+// FuzzParseAuthorizationMatchesReference holds the word-at-a-time scan and the "ApiKey "
+// fast path to the plain definition, on any input, and the scan itself to a byte loop
+// (a blank or control byte in every position of a word, and bytes just around the
+// limits: 0x20, 0x21, 0x7e, 0x7f, 0x80, 0xff).
+func FuzzParseAuthorizationMatchesReference(f *testing.F) {
+	for _, s := range []string{"ApiKey eco_api_0Ub2cYzA9fKq3XwT7mNpLs.abc", "ApiKey \tabc", "ApiKey   abc \t",
+		"ApiKey abcdefg\x7fhij", "Bearer abcdefgh\x00", "apikey abc", "ApiKey ", "ApiKey\tabc", "ApiKey abc\x80\xffdefgh!~"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		got, ok := apikey.ParseAuthorization(h)
+		want, wantOK := referenceParseAuthorization(h)
+		if got != want || ok != wantOK {
+			t.Fatalf("%q: got %q %v, want %q %v", h, got, ok, want, wantOK)
+		}
+		for _, s := range []string{h, "ApiKey " + h} {
+			byteWise := false
+			for i := 0; i < len(s); i++ {
+				if s[i] <= ' ' || s[i] == 0x7f {
+					byteWise = true
+				}
+			}
+			if apikey.HasBlankOrControl(s) != byteWise {
+				t.Fatalf("hasBlankOrControl(%q) = %v", s, !byteWise)
+			}
+		}
+	})
+}
+
+func TestHasBlankOrControlEveryPosition(t *testing.T) {
+	for _, c := range []byte{0, '\t', ' ', 0x21, 0x7e, 0x7f, 0x80, 0xff} {
+		for n := 1; n <= 17; n++ {
+			for at := 0; at < n; at++ {
+				b := []byte(strings.Repeat("a", n))
+				b[at] = c
+				want := c <= ' ' || c == 0x7f
+				if got := apikey.HasBlankOrControl(string(b)); got != want {
+					t.Fatalf("byte %#x at %d of %d: %v, want %v", c, at, n, got, want)
+				}
+			}
+		}
+	}
+}
+
 func TestKeyFromEmptyContext(t *testing.T) {
 	if _, ok := apikey.KeyFrom(context.Background()); ok {
 		t.Fatal("a key in an empty context")
