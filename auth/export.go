@@ -59,6 +59,14 @@ type ActivityInfo struct {
 	UserAgent string    `json:"user_agent"`
 }
 
+// MarkCurrent sets Current on the export's session with ID current (the caller's), as
+// Sessions does.
+func (x *Export) MarkCurrent(current ecoid.ID) {
+	for i := range x.Sessions {
+		x.Sessions[i].Current = current != "" && x.Sessions[i].ID == current
+	}
+}
+
 // ActivityInfos converts log entries for showing them to their user.
 func ActivityInfos(as []Activity) []ActivityInfo {
 	out := make([]ActivityInfo, len(as))
@@ -70,6 +78,8 @@ func ActivityInfos(as []Activity) []ActivityInfo {
 
 // Export returns what auth holds about the user (see Export): at most
 // MaxExportActivities activity entries, the newest. ErrNotFound for an unknown user.
+// Export does not know which session asks, so no session is marked Current; a handler
+// that does know marks it (MarkCurrent).
 func (s *Service) Export(ctx context.Context, userID ecoid.ID) (Export, error) {
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {

@@ -417,6 +417,9 @@ func (h accountHandlers) export(w http.ResponseWriter, r *http.Request) {
 		h.accountError(w, r, err)
 		return
 	}
+	if claims, ok := auth.UserFrom(ctx); ok {
+		ax.MarkCurrent(claims.SessionID) // as GET /api/auth/sessions does
+	}
 	me, err := h.meJSON(ctx, ax.User)
 	if err != nil {
 		internalError(h.log, w, r, "export failed", err)

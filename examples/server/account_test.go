@@ -447,6 +447,15 @@ func eraseFlow(t *testing.T, s *testServer) {
 		len(exp.UsageByMonth) == 0 || exp.UsageByMonth[0].Calls != 1 || exp.Subscription == nil || exp.Subscription.Plan != "free" {
 		t.Fatalf("export incomplete: %+v\n%s", exp, raw)
 	}
+	current := 0
+	for _, sess := range exp.Auth.Sessions {
+		if strings.Contains(string(sess), `"current":true`) {
+			current++
+		}
+	}
+	if current != 1 {
+		t.Errorf("the export marks %d sessions current, want the caller's: %s", current, raw)
+	}
 	_, secret, _ := strings.Cut(key.Key, ".")
 	for name, s := range map[string]string{
 		"password": "Correct-Horse-9", "bcrypt hash": "$2a$", "access token": ann.AccessToken, "refresh token": ann.RefreshToken,
