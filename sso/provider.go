@@ -552,10 +552,15 @@ func (p *Provider) exchangeCode(ctx context.Context, client auth.Client, proj Pr
 	case errors.Is(err, ErrNotFound):
 		return TokenResponse{}, errGrant
 	case errors.Is(err, ErrCodeUsed):
-		if c.SessionID != "" {
-			if err := p.cfg.Auth.RevokeSession(ctx, client, c.SessionID); err != nil {
-				p.log.Error("sso: token: revoke after code reuse", "err", err)
-			}
+		if c.SessionID == "" {
+			// An earlier exchange of the code failed (wrong verifier, client or
+			// redirect_uri): redeeming spends a code before those checks, so that a
+			// verifier cannot be guessed on one code, and nothing was issued to revoke.
+			p.log.Warn("sso: authorization code sent again after a failed exchange", "project", c.ProjectID, "user", c.UserID)
+			return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_grant", "the code was already used"}
+		}
+		if err := p.cfg.Auth.RevokeSession(ctx, client, c.SessionID); err != nil {
+			p.log.Error("sso: token: revoke after code reuse", "err", err)
 		}
 		p.log.Warn("sso: authorization code reused; its session is revoked", "project", c.ProjectID, "user", c.UserID)
 		return TokenResponse{}, &tokenError{http.StatusBadRequest, "invalid_grant", "the code was already used"}

@@ -275,6 +275,14 @@ func TestTokenEndpointEnforcesPKCEAndClientBinding(t *testing.T) {
 		if status, body := d.exchange(t, form, true); status != http.StatusBadRequest {
 			t.Errorf("%s: %d %v, want 400", name, status, body)
 		}
+		// A failed exchange spent the code, so a verifier cannot be guessed on one code (a
+		// request without a verifier is malformed and refused before the code is looked up).
+		if name == "missing verifier" {
+			continue
+		}
+		if status, body := d.exchange(t, d.codeGrant(code, pk), true); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Errorf("%s, then the right exchange: %d %v, want 400 invalid_grant", name, status, body)
+		}
 	}
 	// A code issued to Atlas cannot be redeemed by another client.
 	pk := newPKCE()
