@@ -121,6 +121,10 @@ func (rt *router) unmatched(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusNotFound, "not_found", "no such route")
 		return
 	}
+	if slices.Contains(allowed, http.MethodGet) && !slices.Contains(allowed, http.MethodHead) {
+		allowed = append(allowed, http.MethodHead) // a GET route answers HEAD too, as the ServeMux says
+		slices.Sort(allowed)
+	}
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	httpjson.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" is not allowed here")
 }

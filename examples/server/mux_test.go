@@ -27,7 +27,7 @@ func TestRouterFastPathAnswersAsTheServeMux(t *testing.T) {
 		t.Fatalf("%d literal patterns in the map, want 4 (the ones without wildcards or a trailing slash)", len(rt.exact))
 	}
 	for _, c := range []struct{ method, target string }{
-		{"GET", "/api/v1/ping"}, {"POST", "/api/v1/ping"}, {"HEAD", "/api/v1/ping"}, {"PUT", "/api/v1/ping"},
+		{"GET", "/api/v1/ping"}, {"POST", "/api/v1/ping"}, {"HEAD", "/api/v1/ping"}, {"PUT", "/api/v1/ping"}, {"PUT", "/api/keys"},
 		{"GET", "/api/v1/ping/"}, {"GET", "/api/v1//ping"}, {"GET", "/api/v1/./ping"}, {"GET", "/api/v1/p%69ng"},
 		{"GET", "/api%2Fv1/ping"}, {"GET", "/api/v1/ping?x=1"}, {"GET", "/api/keys"}, {"GET", "/api/keys/"},
 		{"GET", "/api/keys/k1"}, {"DELETE", "/api/keys/k1"}, {"GET", "/files/a/b"}, {"GET", "/files"},

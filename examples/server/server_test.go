@@ -156,7 +156,7 @@ func TestUnknownRouteAndWrongMethod(t *testing.T) {
 		t.Fatalf("unknown route: %d %+v", resp.StatusCode, e)
 	}
 	resp := s.do("DELETE", "/healthz", "", nil, &e)
-	if resp.StatusCode != 405 || e.Error.Code != "method_not_allowed" || resp.Header.Get("Allow") != "GET" {
+	if resp.StatusCode != 405 || e.Error.Code != "method_not_allowed" || resp.Header.Get("Allow") != "GET, HEAD" {
 		t.Fatalf("wrong method: %d %+v Allow=%q", resp.StatusCode, e, resp.Header.Get("Allow"))
 	}
 }
