@@ -295,6 +295,18 @@ func TestProfileSessionsActivityRoutes(t *testing.T) {
 	bob := s.register("bob@example.com")
 	_ = s.do("POST", "/api/auth/login", `{"email":"ann@example.com","password":"wrong"}`, jsonHeader(), nil)
 
+	// Personal data stays out of caches, whoever asks; an API answer is not forced so.
+	for _, path := range []string{"/api/auth/me", "/api/auth/sessions", "/api/auth/activity", "/api/auth/me/export"} {
+		for _, tok := range []string{ann.AccessToken, "not-a-token"} {
+			if resp := s.do("GET", path, "", bearer(tok), nil); resp.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("GET %s (%d): Cache-Control %q, want no-store", path, resp.StatusCode, resp.Header.Get("Cache-Control"))
+			}
+		}
+	}
+	if resp := s.do("GET", "/healthz", "", nil, nil); resp.Header.Get("Cache-Control") == "no-store" {
+		t.Error("GET /healthz is no-store: the header is meant for user routes")
+	}
+
 	var me meAnswer
 	if resp := s.do("PATCH", "/api/auth/me", `{"full_name":"Ann Lee"}`, bearer(ann.AccessToken), &me); resp.StatusCode != 200 || me.FullName != "Ann Lee" {
 		t.Fatalf("PATCH me: %d %+v", resp.StatusCode, me)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/httpjson"
 )
 
 // handler is the whole HTTP API: every area registers its routes on one router, and
@@ -23,7 +24,7 @@ func (s *services) handler() http.Handler {
 // routes is the router with every area's routes (openapi.yaml describes each one).
 func (s *services) routes() *router {
 	rt := newRouter()
-	requireUser := s.sessionCheck(auth.RequireUser(s.issuer, s.cookies)) // revoked sessions die within 1 s
+	requireUser := privateAnswers(s.sessionCheck(auth.RequireUser(s.issuer, s.cookies))) // revoked sessions die within 1 s
 	requireAdmin := adminOnly(s.auth, s.admins, requireUser, s.log)
 
 	if s.cfg.MetricsAddr == "" { // else main.go serves it on its own listener
@@ -42,6 +43,20 @@ func (s *services) routes() *router {
 	ssoHandlers{auth: s.auth, projects: s.projects, provider: s.provider, requireUser: requireUser, requireAdmin: requireAdmin, log: s.log}.register(rt)
 
 	return rt
+}
+
+// privateAnswers makes every answer of the routes that authenticate wraps (a user's
+// routes: profile, sessions, activity, export, keys, billing links) Cache-Control:
+// no-store, so no shared or browser cache keeps personal data. Headers are set before
+// authentication, so its 401 carries them too.
+func privateAnswers(authenticate func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		h := authenticate(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			httpjson.NoStore(w.Header())
+			h.ServeHTTP(w, r)
+		})
+	}
 }
 
 // chain wraps h in middleware, the first outermost.
