@@ -34,6 +34,7 @@ func (s *services) routes() *router {
 	authHandlers{svc: s.auth, cookies: s.cookies, requireUser: requireUser, log: s.log}.register(rt)
 	accountHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies, log: s.log}, keys: s.keys, usage: s.usageStore,
 		billing: s.billing, requireUser: requireUser, log: s.log}.register(rt)
+	linkPages{svc: s.auth, cookies: s.cookies, log: s.log}.register(rt) // what the links in mail open
 	mfaHandlers{svc: s.auth, sessions: authHandlers{svc: s.auth, cookies: s.cookies}, requireUser: requireUser, log: s.log}.register(rt)
 	keyHandlers{keys: s.keys, users: s.auth, requireUser: requireUser, log: s.log}.register(rt)
 	apiHandlers{protect: s.protect}.register(rt)
