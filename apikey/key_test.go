@@ -148,3 +148,20 @@ func BenchmarkParse(b *testing.B) {
 		_, _ = Parse(plain)
 	}
 }
+
+// Equal compares every byte: hashes that differ in any one bit of any byte differ.
+func TestHashEqualEveryByte(t *testing.T) {
+	h := HashKey("eco_api_0Ub2cYzA9fKq3XwT7mNpLs.abc")
+	if !h.Equal(h) {
+		t.Fatal("a hash differs from itself")
+	}
+	for i := range h {
+		for bit := range 8 {
+			o := h
+			o[i] ^= 1 << bit
+			if h.Equal(o) || o.Equal(h) {
+				t.Fatalf("hashes differing in bit %d of byte %d are equal", bit, i)
+			}
+		}
+	}
+}
