@@ -82,6 +82,35 @@ func TestMiddlewareRecordsRoutePatternAndOutcome(t *testing.T) {
 	}
 }
 
+// A writer that is a *Recorder already (made further out, by a request log) is handed to
+// the handler as it is, and what the handler writes through it is tracked; the outer
+// middleware reads the same status and size.
+func TestMiddlewareRecordsThroughAnOuterRecorder(t *testing.T) {
+	checkNoLeak(t)
+	w := newFakeWriter()
+	tr := usage.NewTracker(w, usage.Config{FlushInterval: time.Hour})
+	defer closeNow(t, tr)
+	var outer *usage.Recorder
+	h := usage.Middleware(tr, identifyHeader, usage.MiddlewareConfig{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if w != http.ResponseWriter(outer) {
+			t.Errorf("the handler got %T, not the outer Recorder", w)
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "made")
+	}))
+	req := httptest.NewRequest("POST", "/things", nil)
+	req.Header.Set("X-User", "1")
+	outer = usage.NewRecorder(httptest.NewRecorder())
+	h.ServeHTTP(outer, req)
+	if outer.Status() != http.StatusCreated || outer.Bytes() != 4 || outer.Hijacked() {
+		t.Fatalf("the outer recorder read %d, %d bytes, hijacked %v", outer.Status(), outer.Bytes(), outer.Hijacked())
+	}
+	recs := recordsOf(t, tr, w)
+	if len(recs) != 1 || recs[0].Status != http.StatusCreated || recs[0].Bytes != 4 {
+		t.Fatalf("tracked %+v", recs)
+	}
+}
+
 func TestMiddlewareEndpointFallbackAndPanics(t *testing.T) {
 	checkNoLeak(t)
 	w := newFakeWriter()

@@ -7,53 +7,31 @@ import (
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/httpjson"
+	"github.com/nexus-ecosystem/nexus/usage"
 )
-
-// statusRecorder remembers the status and size of a response for the request log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += n
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach Flush and Hijack of the underlying writer.
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // observeRequests is the server's outermost view of each request: with log set, the
 // request log (one line per request, see requestLog), and with m set, the request counter
 // and latency histogram by route pattern. Both read one recorder and one clock, which
-// matters on a route that serves tens of thousands of requests a second.
+// matters on a route that serves tens of thousands of requests a second. The recorder is
+// a usage.Recorder, so that the API-key chain's usage tracking records through it too
+// instead of wrapping the writer a second time.
 func observeRequests(log *requestLog, m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w}
+			rec := usage.NewRecorder(w)
 			next.ServeHTTP(rec, r)
-			if rec.status == 0 {
-				rec.status = http.StatusOK
+			status := rec.Status()
+			if status == 0 {
+				status = http.StatusOK
 			}
 			took := time.Since(start)
 			if m != nil {
-				m.observe(r.Pattern, rec.status, took)
+				m.observe(r.Pattern, status, took)
 			}
 			if log != nil {
-				log.log(start.Add(took), r, rec.status, rec.bytes, took)
+				log.log(start.Add(took), r, status, int(rec.Bytes()), took)
 			}
 		})
 	}
@@ -77,7 +55,7 @@ func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
 					panic(v)
 				}
 				log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-				if rec, ok := w.(*statusRecorder); ok && rec.status != 0 {
+				if rec, ok := w.(*usage.Recorder); ok && rec.Status() != 0 {
 					panic(http.ErrAbortHandler)
 				}
 				httpjson.WriteError(w, http.StatusInternalServerError, "internal_error", "internal error")
