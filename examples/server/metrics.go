@@ -176,7 +176,7 @@ func (m *metrics) verifier(v apikey.Verifier) apikey.Verifier {
 	for i, r := range verifyResults {
 		cv.byResult[i] = m.verifications.WithLabelValues(r)
 	}
-	return cv
+	return &cv // a pointer: an interface call of a value method copies the value
 }
 
 // verifyResults are the values of nexus_apikey_verifications_total's result label, in
@@ -189,9 +189,9 @@ type countingVerifier struct {
 	byResult [len(verifyResults)]prometheus.Counter
 }
 
-var _ apikey.Verifier = countingVerifier{}
+var _ apikey.Verifier = (*countingVerifier)(nil)
 
-func (v countingVerifier) Verify(ctx context.Context, plain string) (apikey.Key, error) {
+func (v *countingVerifier) Verify(ctx context.Context, plain string) (apikey.Key, error) {
 	k, err := v.next.Verify(ctx, plain)
 	v.byResult[verifyResult(err)].Inc()
 	return k, err
@@ -228,9 +228,9 @@ func (m *metrics) admission(a guard.Admission) guard.Admission {
 		quotaRefused:  m.quota.WithLabelValues("refused"),
 	}}
 	if rf, ok := a.(guard.Refunder); ok {
-		return refundingAdmission{c, rf}
+		return &refundingAdmission{c, rf}
 	}
-	return c
+	return &c
 }
 
 // admissionCounters are the children countingAdmission counts with, resolved once.
@@ -251,11 +251,11 @@ type refundingAdmission struct {
 }
 
 var (
-	_ guard.Admission = countingAdmission{}
-	_ guard.Refunder  = refundingAdmission{}
+	_ guard.Admission = (*countingAdmission)(nil)
+	_ guard.Refunder  = (*refundingAdmission)(nil)
 )
 
-func (a countingAdmission) Admit(ctx context.Context, k apikey.Key) (guard.Decision, error) {
+func (a *countingAdmission) Admit(ctx context.Context, k apikey.Key) (guard.Decision, error) {
 	d, err := a.next.Admit(ctx, k)
 	c := a.counters
 	switch {
