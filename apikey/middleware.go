@@ -349,9 +349,23 @@ func setHeaders(h http.Header, quotedPolicy string, limit Limit, d Decision) {
 	ends[1] = len(b)
 	b = strconv.AppendInt(b, ceilUnix(d.ResetAt), 10)
 	ends[2] = len(b)
-	b = appendItem(b, quotedPolicy, ";q=", int64(limit.Count), ";w=", ceilSeconds(limit.Period))
+	// The policy's quota is the limit, and the remainder appears twice: their digits are
+	// copied rather than formatted again (integer formatting was a tenth of the chain).
+	b = append(b, quotedPolicy...)
+	b = append(b, ";q="...)
+	if limit.Count == d.Limit {
+		b = append(b, b[:ends[0]]...)
+	} else {
+		b = strconv.AppendInt(b, int64(limit.Count), 10)
+	}
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, ceilSeconds(limit.Period), 10)
 	ends[3] = len(b)
-	b = appendItem(b, quotedPolicy, ";r=", int64(d.Remaining), ";t=", ceilSeconds(d.ResetAfter))
+	b = append(b, quotedPolicy...)
+	b = append(b, ";r="...)
+	b = append(b, b[ends[0]:ends[1]]...)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, ceilSeconds(d.ResetAfter), 10)
 	ends[4] = len(b)
 	n := 5
 	if !d.Allowed {
@@ -374,16 +388,6 @@ func setHeaders(h http.Header, quotedPolicy string, limit Limit, d Decision) {
 	if !d.Allowed {
 		h["Retry-After"] = vals[5:6:6]
 	}
-}
-
-// appendItem appends a structured-field item of the IETF draft: the quoted policy name
-// and two integer parameters, as in "default";q=100;w=60.
-func appendItem(b []byte, quotedPolicy, k1 string, v1 int64, k2 string, v2 int64) []byte {
-	b = append(b, quotedPolicy...)
-	b = append(b, k1...)
-	b = strconv.AppendInt(b, v1, 10)
-	b = append(b, k2...)
-	return strconv.AppendInt(b, v2, 10)
 }
 
 func ceilSeconds(d time.Duration) int64 {
