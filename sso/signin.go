@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+
+	"github.com/nexus-ecosystem/nexus/internal/htmlpage"
 )
 
 // authParamNames are the authorization request parameters the sign-in form carries in
@@ -92,16 +94,9 @@ func (p *Provider) renderError(w http.ResponseWriter, e *pageError) {
 }
 
 // securePage sets the headers of every HTML page: no caching, no framing
-// (clickjacking), no script, no referrer leaking the authorization request.
-func securePage(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-}
+// (clickjacking), no script, no referrer leaking the authorization request. No
+// form-action: the sign-in form's answer redirects to the relying party.
+func securePage(w http.ResponseWriter) { htmlpage.SetHeaders(w.Header(), htmlpage.CSP) }
 
 // csrfOK compares the form's csrf_token with the cookie set by the page, in constant
 // time. Cross-origin posts are refused before this by http.CrossOriginProtection.

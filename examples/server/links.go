@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nexus-ecosystem/nexus/auth"
+	"github.com/nexus-ecosystem/nexus/internal/htmlpage"
 )
 
 // linkPages serve the pages that the links in mail open, NEXUS_PUBLIC_URL followed by
@@ -55,13 +56,7 @@ input,button{font:inherit;padding:.4rem .6rem}label{display:block;margin:.8rem 0
 
 // render writes p with the headers every link page has.
 func (lp linkPages) render(w http.ResponseWriter, status int, p page) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Cache-Control", "no-store")
+	htmlpage.SetHeaders(w.Header(), htmlpage.CSP+"; form-action 'self'") // the forms post here, and are answered here
 	w.WriteHeader(status)
 	if err := linkPage.Execute(w, p); err != nil {
 		lp.log.Warn("link page", "err", err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,27 +11,16 @@ import (
 // headers and text.
 func (s *testServer) page(method, path string, form url.Values, header http.Header) (int, http.Header, string) {
 	s.t.Helper()
-	var body io.Reader
+	h, body := http.Header{}, ""
 	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, s.base+path, body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+		body = form.Encode()
 	}
 	for k, v := range header {
-		req.Header[k] = v
+		h[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	resp, raw := s.send(method, path, body, h)
+	return resp.StatusCode, resp.Header, string(raw)
 }
 
 // linkPath is the path of a mail's link (its host is NEXUS_PUBLIC_URL's, not the test

@@ -95,6 +95,18 @@ func startServer(t *testing.T, env map[string]string, args ...string) *testServe
 // do sends a request and decodes a JSON answer into out (when not nil).
 func (s *testServer) do(method, path, body string, header http.Header, out any) *http.Response {
 	s.t.Helper()
+	resp, raw := s.send(method, path, body, header)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatalf("%s %s: answer is not JSON: %v: %s", method, path, err, raw)
+		}
+	}
+	return resp
+}
+
+// send makes a request of the test server and returns its answer, the body read.
+func (s *testServer) send(method, path, body string, header http.Header) (*http.Response, []byte) {
+	s.t.Helper()
 	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
@@ -111,12 +123,7 @@ func (s *testServer) do(method, path, body string, header http.Header, out any) 
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s: answer is not JSON: %v: %s", method, path, err, raw)
-		}
-	}
-	return resp
+	return resp, raw
 }
 
 type errorAnswer struct {
