@@ -111,9 +111,11 @@ func TestOpenAPINamesEveryRoute(t *testing.T) {
 
 func init() {
 	openapi3.SchemaErrorDetailsDisabled = true // an error names the field, not the whole schema
-	for _, ct := range []string{"text/html", "application/yaml", "application/jwk-set+json"} {
+	for _, ct := range []string{"text/html", "application/yaml"} {
 		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.FileBodyDecoder)
 	}
+	// A JWK Set is JSON (RFC 7517 §8.5.1): its answer is held to its schema as JSON.
+	openapi3filter.RegisterBodyDecoder("application/jwk-set+json", openapi3filter.JSONBodyDecoder)
 }
 
 // validator is an http.RoundTripper that checks every answer of the server against the
@@ -276,6 +278,21 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	_, _, resetTok := nextMail(t, s.mailDir, "ann@example.com")
 	s.do("POST", "/api/auth/password/reset", `{"token":"nonsense","password":"Another-Horse-9"}`, j, nil) // 400
 	s.do("POST", "/api/auth/password/reset", `{"token":"`+resetTok+`","password":"Another-Horse-9"}`, j, nil)
+	// The pages the links in mail open.
+	bea := s.register("bea@example.com")
+	s.do("POST", "/api/auth/verify-email/send", "", bearer(bea.AccessToken), nil)
+	_, _, verifyTok := nextMail(t, s.mailDir, "bea@example.com")
+	s.do("GET", "/verify-email?token="+verifyTok, "", nil, nil)
+	s.do("GET", "/verify-email", "", nil, nil)                                           // 400
+	s.do("POST", "/verify-email", url.Values{"token": {"nonsense"}}.Encode(), form, nil) // 400
+	s.do("POST", "/verify-email", url.Values{"token": {verifyTok}}.Encode(), form, nil)
+	s.do("POST", "/api/auth/password/forgot", `{"email":"bea@example.com"}`, j, nil)
+	_, _, beaReset := nextMail(t, s.mailDir, "bea@example.com")
+	s.do("GET", "/reset-password?token="+beaReset, "", nil, nil)
+	s.do("GET", "/reset-password", "", nil, nil)                                                                // 400
+	s.do("POST", "/reset-password", url.Values{"token": {beaReset}, "password": {"short"}}.Encode(), form, nil) // 400
+	s.do("POST", "/reset-password", url.Values{"token": {beaReset}, "password": {"Another-Horse-9"}}.Encode(), form, nil)
+
 	var changed sessionAnswer
 	s.do("POST", "/api/auth/login", `{"email":"ann@example.com","password":"Another-Horse-9"}`, j, &changed)
 	tok = bearer(changed.AccessToken)
@@ -458,6 +475,10 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 		"POST /api/auth/verify-email/send":  {409},
 		"POST /api/auth/verify-email":       {400},
 		"POST /api/auth/password/reset":     {400},
+		"GET /verify-email":                 {400},
+		"POST /verify-email":                {400},
+		"GET /reset-password":               {400},
+		"POST /reset-password":              {400},
 		"POST /api/auth/password/change":    {401},
 		"POST /api/auth/sessions/revoke":    {404},
 		"GET /api/auth/activity":            {400},
