@@ -22,7 +22,9 @@ var ErrInvalidEmail = errors.New("auth: invalid email address")
 // internationalised addresses, and NFKC would merge addresses that mail servers keep
 // apart. Surrounding white space is ignored. It returns an error wrapping ErrInvalidEmail for anything that is
 // not one bare address: display names ("Ann <ann@example.com>"), angle brackets, comments,
-// groups, or an address over MaxEmailBytes bytes.
+// groups, a domain literal ("ann@[192.0.2.1]": mail to it goes to whatever host the
+// address names, not to one the domain's MX records name), or an address over
+// MaxEmailBytes bytes.
 func NormalizeEmail(s string) (string, error) {
 	s = norm.NFC.String(strings.TrimSpace(s))
 	if s == "" {
@@ -37,6 +39,9 @@ func NormalizeEmail(s string) (string, error) {
 	addr, err := mail.ParseAddress(s)
 	if err != nil || addr.Name != "" || addr.Address != s {
 		return "", ErrInvalidEmail
+	}
+	if at := strings.LastIndexByte(s, '@'); at >= 0 && strings.HasPrefix(s[at+1:], "[") {
+		return "", fmt.Errorf("%w: a domain literal, not a domain name", ErrInvalidEmail)
 	}
 	// Lower-casing can undo NFC (a few capitals lower to a letter and a combining mark
 	// that then compose), so normalise once more.

@@ -23,6 +23,7 @@ func TestNormalizeEmail(t *testing.T) {
 		"", "   ", "ann", "ann@", "@example.com", "Ann <ann@example.com>", "<ann@example.com>",
 		"ann@example.com (comment)", "a@b.com, c@d.com", "group: a@b.com;", "ann@exa mple.com",
 		strings.Repeat("a", 250) + "@b.co", "x\u202e@example.com", "ann@exa\u2066mple.com", "a\u0085@b.co",
+		"x@[127.0.0.1]", "x@[IPv6:::1]", `"a@b"@[10.0.0.1]`,
 	}
 	for _, in := range bad {
 		if got, err := auth.NormalizeEmail(in); !errors.Is(err, auth.ErrInvalidEmail) {
