@@ -54,9 +54,13 @@ input,button{font:inherit;padding:.4rem .6rem}label{display:block;margin:.8rem 0
 </body></html>
 `))
 
+// linkPageCSP is htmlpage.CSP with form-action 'self': the forms post here, and are
+// answered here.
+const linkPageCSP = htmlpage.CSP + "; form-action 'self'"
+
 // render writes p with the headers every link page has.
 func (lp linkPages) render(w http.ResponseWriter, status int, p page) {
-	htmlpage.SetHeaders(w.Header(), htmlpage.CSP+"; form-action 'self'") // the forms post here, and are answered here
+	htmlpage.SetHeaders(w.Header(), linkPageCSP)
 	w.WriteHeader(status)
 	if err := linkPage.Execute(w, p); err != nil {
 		lp.log.Warn("link page", "err", err)
@@ -76,12 +80,20 @@ func linkToken(r *http.Request) string {
 }
 
 func (lp linkPages) showVerify(w http.ResponseWriter, r *http.Request) {
-	t := linkToken(r)
-	if t == "" {
+	lp.showForm(w, r, page{Title: "Confirm your email", Action: "/verify-email"})
+}
+
+func (lp linkPages) showReset(w http.ResponseWriter, r *http.Request) {
+	lp.showForm(w, r, page{Title: "Choose a new password", Action: "/reset-password", Password: true})
+}
+
+// showForm renders p's form with the token of the link, or says that the link has none.
+func (lp linkPages) showForm(w http.ResponseWriter, r *http.Request, p page) {
+	if p.Token = linkToken(r); p.Token == "" {
 		lp.render(w, http.StatusBadRequest, page{Title: "Link incomplete", Message: "This link has no token. Open the link from the mail again."})
 		return
 	}
-	lp.render(w, http.StatusOK, page{Title: "Confirm your email", Action: "/verify-email", Token: t})
+	lp.render(w, http.StatusOK, p)
 }
 
 func (lp linkPages) verify(w http.ResponseWriter, r *http.Request) {
@@ -94,15 +106,6 @@ func (lp linkPages) verify(w http.ResponseWriter, r *http.Request) {
 	default:
 		lp.failed(w, r, err)
 	}
-}
-
-func (lp linkPages) showReset(w http.ResponseWriter, r *http.Request) {
-	t := linkToken(r)
-	if t == "" {
-		lp.render(w, http.StatusBadRequest, page{Title: "Link incomplete", Message: "This link has no token. Open the link from the mail again."})
-		return
-	}
-	lp.render(w, http.StatusOK, page{Title: "Choose a new password", Action: "/reset-password", Token: t, Password: true})
 }
 
 func (lp linkPages) reset(w http.ResponseWriter, r *http.Request) {

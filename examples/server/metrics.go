@@ -37,7 +37,7 @@ type metrics struct {
 	webhooks      *prometheus.CounterVec
 
 	// byRoute holds the children of requests and duration for each route and status
-	// seen, replaced whole (under byRouteMu) when a pair is new: the label set is bounded
+	// seen (never nil), replaced whole (under byRouteMu) when a pair is new: the label set is bounded
 	// (route patterns and status codes), and a read is one lookup in a plain map.
 	byRoute   atomic.Pointer[map[routeCode]routeMetrics]
 	byRouteMu sync.Mutex
@@ -77,6 +77,7 @@ func newMetrics() *metrics {
 			Help: "Stripe webhook deliveries by event type and result (billing.WebhookOutcome).",
 		}, []string{"type", "result"}),
 	}
+	m.byRoute.Store(&map[routeCode]routeMetrics{})
 	m.reg.MustRegister(m.requests, m.duration, m.verifications, m.admissions, m.rateLimit, m.quota, m.webhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -121,11 +122,8 @@ func (m *metrics) observe(route string, status int, took time.Duration) {
 		route = "unmatched"
 	}
 	rc := routeCode{route, status}
-	var rm routeMetrics
-	if by := m.byRoute.Load(); by != nil {
-		rm = (*by)[rc]
-	}
-	if rm.requests == nil {
+	rm, ok := (*m.byRoute.Load())[rc]
+	if !ok {
 		rm = m.addRoute(rc)
 	}
 	rm.requests.Inc()
@@ -136,14 +134,12 @@ func (m *metrics) observe(route string, status int, took time.Duration) {
 func (m *metrics) addRoute(rc routeCode) routeMetrics {
 	m.byRouteMu.Lock()
 	defer m.byRouteMu.Unlock()
-	old := m.byRoute.Load()
-	if old != nil {
-		if rm, ok := (*old)[rc]; ok {
-			return rm
-		}
+	old := *m.byRoute.Load()
+	if rm, ok := old[rc]; ok {
+		return rm
 	}
-	next := make(map[routeCode]routeMetrics, 1+len(ptrMap(old)))
-	maps.Copy(next, ptrMap(old))
+	next := make(map[routeCode]routeMetrics, 1+len(old))
+	maps.Copy(next, old)
 	rm := routeMetrics{
 		requests: m.requests.WithLabelValues(rc.route, strconv.Itoa(rc.status)),
 		duration: m.duration.WithLabelValues(rc.route),
@@ -151,14 +147,6 @@ func (m *metrics) addRoute(rc routeCode) routeMetrics {
 	next[rc] = rm
 	m.byRoute.Store(&next)
 	return rm
-}
-
-// ptrMap is *p, or nil when p is.
-func ptrMap(p *map[routeCode]routeMetrics) map[routeCode]routeMetrics {
-	if p == nil {
-		return nil
-	}
-	return *p
 }
 
 // onWebhook is billing's OnWebhook hook.
