@@ -155,6 +155,35 @@ func TestCreateRejectsBadInput(t *testing.T) {
 	}
 }
 
+// A verified key is answered from the cache without Parse's checks; a string that differs
+// from it in any one byte, the dot and the checksum included, is still refused, with the
+// error Parse gives it.
+func TestVerifyCachedKeyRefusesEveryAlteredByte(t *testing.T) {
+	s, _, _ := newService(t, apikey.Config{})
+	ctx := context.Background()
+	_, plain := create(t, s, apikey.CreateParams{})
+	for range 2 { // the second verification knows the fast hash
+		if _, err := s.Verify(ctx, plain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range len(plain) {
+		for _, c := range []byte{'.', '0', 'a', 'Z', '_', '!'} {
+			if plain[i] == c {
+				continue
+			}
+			bad := plain[:i] + string(c) + plain[i+1:]
+			_, err := s.Verify(ctx, bad)
+			if err == nil {
+				t.Fatalf("byte %d changed to %q: verified", i, c)
+			}
+			if _, perr := apikey.Parse(bad); (perr != nil) != errors.Is(err, apikey.ErrMalformed) {
+				t.Fatalf("byte %d changed to %q: Verify %v, Parse %v", i, c, err, perr)
+			}
+		}
+	}
+}
+
 func TestVerifyRejects(t *testing.T) {
 	s, store, clock := newService(t, apikey.Config{})
 	ctx := context.Background()
