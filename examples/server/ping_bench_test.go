@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,8 +16,18 @@ import (
 
 // BenchmarkPingRoute is the API-key route through the whole server handler (request log,
 // recovery, metrics, CSRF, router, guard chain) in memory mode, without the network:
-// what the server adds per request beyond net/http.
-func BenchmarkPingRoute(b *testing.B) {
+// what the server adds per request beyond net/http, with one hot key at a time.
+func BenchmarkPingRoute(b *testing.B) { benchmarkPing(b, 1, 16, 250_000) }
+
+// BenchmarkPingRouteManyKeys is BenchmarkPingRoute with 1,000 keys of 100 users, each
+// request with the next key (as bench/e2e's 1,000-key runs): the chain's caches, limiter
+// and usage counters looked up among many entries.
+func BenchmarkPingRouteManyKeys(b *testing.B) { benchmarkPing(b, 100, 10, 1) }
+
+// benchmarkPing serves GET /api/v1/ping with keys of users users, perUser each, moving to
+// the next key every `every` requests of a goroutine. A key allows at most a million calls
+// a minute, so a run that stays on a key longer than that would be rate limited.
+func benchmarkPing(b *testing.B, users, perUser, every int) {
 	cfg, err := parseConfig(nil, func(k string) string { return authEnv()[k] })
 	if err != nil {
 		b.Fatal(err)
@@ -37,25 +48,25 @@ func BenchmarkPingRoute(b *testing.B) {
 		h.ServeHTTP(rec, req)
 		return rec
 	}
-	reg := call("POST", "/api/auth/register", `{"email":"bench@example.com","password":"Correct-Horse-9","full_name":"B"}`, jsonHeader())
-	tok := between(reg.Body.String(), `"access_token":"`, `"`)
-	uid := ecoid.ID(between(reg.Body.String(), `"id":"`, `"`))
-	// A plan with a large soft quota, so the run measures served calls, as with Pro.
-	if _, err := s.billing.SetEnterprise(context.Background(), uid, "bench@example.com", billing.Terms{QuotaCalls: 1 << 40}); err != nil {
-		b.Fatal(err)
-	}
-	// One hot key at a time: a key allows at most a million calls a minute, which a fast
-	// run exceeds, so the run moves to the next key every half million requests (each of two goroutines counts a quarter of a million).
 	var reqs []*http.Request
-	for range 16 {
-		gen := call("POST", "/api/keys/generate", `{"name":"b","scopes":["read"],"rate_limit_per_minute":1000000}`, bearer(tok))
-		key := between(gen.Body.String(), `"key":"`, `"`)
-		if key == "" {
-			b.Fatalf("generate: %d %s", gen.Code, gen.Body)
+	for u := range users {
+		reg := call("POST", "/api/auth/register", fmt.Sprintf(`{"email":"bench%d@example.com","password":"Correct-Horse-9","full_name":"B"}`, u), jsonHeader())
+		tok := between(reg.Body.String(), `"access_token":"`, `"`)
+		uid := ecoid.ID(between(reg.Body.String(), `"id":"`, `"`))
+		// A plan with a large soft quota, so the run measures served calls, as with Pro.
+		if _, err := s.billing.SetEnterprise(context.Background(), uid, fmt.Sprintf("bench%d@example.com", u), billing.Terms{QuotaCalls: 1 << 40}); err != nil {
+			b.Fatal(err)
 		}
-		req := httptest.NewRequest("GET", "/api/v1/ping", nil)
-		req.Header = apiKey(key)
-		reqs = append(reqs, req)
+		for range perUser {
+			gen := call("POST", "/api/keys/generate", `{"name":"b","scopes":["read"],"rate_limit_per_minute":1000000}`, bearer(tok))
+			key := between(gen.Body.String(), `"key":"`, `"`)
+			if key == "" {
+				b.Fatalf("generate: %d %s", gen.Code, gen.Body)
+			}
+			req := httptest.NewRequest("GET", "/api/v1/ping", nil)
+			req.Header = apiKey(key)
+			reqs = append(reqs, req)
+		}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -64,7 +75,7 @@ func BenchmarkPingRoute(b *testing.B) {
 		served := 0 // by this goroutine: a shared counter would be a shared write per request
 		for pb.Next() {
 			served++
-			req := *reqs[served/250_000%len(reqs)] // what net/http hands a handler: a fresh request, headers parsed
+			req := *reqs[served/every%len(reqs)] // what net/http hands a handler: a fresh request, headers parsed
 			clear(w.header)
 			w.status = 0
 			h.ServeHTTP(w, &req)
