@@ -137,6 +137,9 @@ func run(pg, stripeURL string, conns, threads int, dur time.Duration, modes []st
 	if err != nil {
 		return err
 	}
+	if len(targets) == 0 {
+		return errors.New("nothing to measure: -modes names only postgres, and -postgres is empty")
+	}
 	var order []string
 	runs := map[string][]result{}
 	for _, t := range targets {
