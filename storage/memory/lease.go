@@ -16,7 +16,7 @@ func (s *UsageStore) TakeCalls(_ context.Context, user ecoid.ID, period time.Tim
 	if n < 1 {
 		return 0, 0, fmt.Errorf("memory: take calls: n %d < 1", n)
 	}
-	k := periodKey{user, usage.PeriodStart(period)}
+	k := s.key(user, period)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	count := s.counts[k]
@@ -33,7 +33,7 @@ func (s *UsageStore) TakeCalls(_ context.Context, user ecoid.ID, period time.Tim
 
 // ReturnCalls implements usage.BlockCounter.
 func (s *UsageStore) ReturnCalls(_ context.Context, user ecoid.ID, period time.Time, n int64) error {
-	k := periodKey{user, usage.PeriodStart(period)}
+	k := s.key(user, period)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.counts[k]; ok && n > 0 {
