@@ -11,14 +11,14 @@ import (
 
 var _ usage.BlockCounter = (*UsageStore)(nil)
 
-// TakeCalls implements usage.BlockCounter under the store's lock.
+// TakeCalls implements usage.BlockCounter, under the counters' lock, as AddCall.
 func (s *UsageStore) TakeCalls(_ context.Context, user ecoid.ID, period time.Time, n, limit int64, hardCap bool) (int64, int64, error) {
 	if n < 1 {
 		return 0, 0, fmt.Errorf("memory: take calls: n %d < 1", n)
 	}
 	k := s.key(user, period)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
 	count := s.counts[k]
 	granted := n
 	if hardCap {
@@ -34,8 +34,8 @@ func (s *UsageStore) TakeCalls(_ context.Context, user ecoid.ID, period time.Tim
 // ReturnCalls implements usage.BlockCounter.
 func (s *UsageStore) ReturnCalls(_ context.Context, user ecoid.ID, period time.Time, n int64) error {
 	k := s.key(user, period)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
 	if c, ok := s.counts[k]; ok && n > 0 {
 		s.counts[k] = max(0, c-n)
 	}

@@ -23,6 +23,7 @@ func RunLeases(t *testing.T, newStore NewBlockCounter) {
 	t.Run("TakeCallsStopsAtAHardCap", func(t *testing.T) { testTakeCalls(t, newStore(t)) })
 	t.Run("ReturnCallsNeverBelowZero", func(t *testing.T) { testReturnCalls(t, newStore(t)) })
 	t.Run("TakeCallsConcurrentlyExact", func(t *testing.T) { testTakeConcurrent(t, newStore(t)) })
+	t.Run("TakesAndSingleCallsTogetherExact", func(t *testing.T) { testTakeWithAddCall(t, newStore(t)) })
 	t.Run("TwoInstancesServeAFreeCapExactly", func(t *testing.T) { testLeasesRace(t, newStore(t)) })
 	t.Run("ReleasedCallsAndIdleLeasesGoBack", func(t *testing.T) { testLeasesGiveBack(t, newStore(t)) })
 	t.Run("CrashCountsTheUnreturnedLeaseAsUsed", func(t *testing.T) { testLeasesCrash(t, newStore(t)) })
@@ -103,6 +104,45 @@ func testTakeConcurrent(t *testing.T, s usage.BlockCounter) {
 	wg.Wait()
 	if g, n := granted.Load(), mustCalls(t, s, user); g != 1000 || n != 1000 {
 		t.Fatalf("40×10 takes of 7 under a cap of 1,000: granted %d, count %d", g, n)
+	}
+}
+
+// testTakeWithAddCall: blocks of calls (TakeCalls) and single calls (AddCall) on one
+// user's counter at once, as when one instance leases and another counts call by call,
+// share one cap exactly.
+func testTakeWithAddCall(t *testing.T, s usage.BlockCounter) {
+	ctx := context.Background()
+	user := ecoid.New(ecoid.User)
+	var granted atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				var g int64
+				var err error
+				if i%2 == 0 {
+					g, _, err = s.TakeCalls(ctx, user, usageBase, 3, 500, true)
+				} else {
+					var added bool
+					_, added, err = s.AddCall(ctx, user, usageBase, 500, true)
+					if added {
+						g = 1
+					}
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				granted.Add(g)
+			}
+		}()
+	}
+	wg.Wait()
+	// 4×40 takes of 3 and 4×40 single calls ask for 640 calls under a cap of 500.
+	if g, n := granted.Load(), mustCalls(t, s, user); g != 500 || n != 500 {
+		t.Fatalf("takes and single calls under a cap of 500: granted %d, count %d", g, n)
 	}
 }
 
