@@ -85,24 +85,11 @@ func testReturnCalls(t *testing.T, s usage.BlockCounter) {
 func testTakeConcurrent(t *testing.T, s usage.BlockCounter) {
 	ctx := context.Background()
 	user := ecoid.New(ecoid.User)
-	var granted atomic.Int64
-	var wg sync.WaitGroup
-	for range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 10 {
-				g, _, err := s.TakeCalls(ctx, user, usageBase, 7, 1000, true)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				granted.Add(g)
-			}
-		}()
-	}
-	wg.Wait()
-	if g, n := granted.Load(), mustCalls(t, s, user); g != 1000 || n != 1000 {
+	g := grantConcurrently(t, 40, 10, func(int) (int64, error) {
+		g, _, err := s.TakeCalls(ctx, user, usageBase, 7, 1000, true)
+		return g, err
+	})
+	if n := mustCalls(t, s, user); g != 1000 || n != 1000 {
 		t.Fatalf("40×10 takes of 7 under a cap of 1,000: granted %d, count %d", g, n)
 	}
 }
@@ -113,24 +100,35 @@ func testTakeConcurrent(t *testing.T, s usage.BlockCounter) {
 func testTakeWithAddCall(t *testing.T, s usage.BlockCounter) {
 	ctx := context.Background()
 	user := ecoid.New(ecoid.User)
+	g := grantConcurrently(t, 8, 40, func(i int) (int64, error) {
+		if i%2 == 0 {
+			g, _, err := s.TakeCalls(ctx, user, usageBase, 3, 500, true)
+			return g, err
+		}
+		_, added, err := s.AddCall(ctx, user, usageBase, 500, true)
+		if added {
+			return 1, err
+		}
+		return 0, err
+	})
+	// 4×40 takes of 3 and 4×40 single calls ask for 640 calls under a cap of 500.
+	if n := mustCalls(t, s, user); g != 500 || n != 500 {
+		t.Fatalf("takes and single calls under a cap of 500: granted %d, count %d", g, n)
+	}
+}
+
+// grantConcurrently runs take `each` times in each of n goroutines (take gets the
+// goroutine's number) and returns the sum of what it granted.
+func grantConcurrently(t *testing.T, n, each int, take func(i int) (int64, error)) int64 {
+	t.Helper()
 	var granted atomic.Int64
 	var wg sync.WaitGroup
-	for i := range 8 {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 40 {
-				var g int64
-				var err error
-				if i%2 == 0 {
-					g, _, err = s.TakeCalls(ctx, user, usageBase, 3, 500, true)
-				} else {
-					var added bool
-					_, added, err = s.AddCall(ctx, user, usageBase, 500, true)
-					if added {
-						g = 1
-					}
-				}
+			for range each {
+				g, err := take(i)
 				if err != nil {
 					t.Error(err)
 					return
@@ -140,10 +138,7 @@ func testTakeWithAddCall(t *testing.T, s usage.BlockCounter) {
 		}()
 	}
 	wg.Wait()
-	// 4×40 takes of 3 and 4×40 single calls ask for 640 calls under a cap of 500.
-	if g, n := granted.Load(), mustCalls(t, s, user); g != 500 || n != 500 {
-		t.Fatalf("takes and single calls under a cap of 500: granted %d, count %d", g, n)
-	}
+	return granted.Load()
 }
 
 func mustCalls(t *testing.T, s usage.Counter, user ecoid.ID) int64 {
