@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,8 +47,9 @@ func TestQuotaReleaseIsRetriedUntilTheCounterRecovers(t *testing.T) {
 	store := memory.NewUsageStore()
 	counter := &flakyCounter{Counter: store}
 	clock := &virtualClock{}
+	var bothQueued atomic.Bool // set once both releases are in: the store must not recover between them
 	retrier := usage.RetryReleases(counter, usage.ReleaseRetryConfig{After: func(d time.Duration) <-chan time.Time {
-		if clock.elapsed() > time.Second {
+		if bothQueued.Load() && clock.elapsed() > time.Second {
 			counter.setDown(false) // the store comes back after a second of retries
 		}
 		return clock.After(d)
@@ -67,6 +69,7 @@ func TestQuotaReleaseIsRetriedUntilTheCounterRecovers(t *testing.T) {
 			t.Fatalf("Release while the counter is down: %v (it should be queued)", err)
 		}
 	}
+	bothQueued.Store(true)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := retrier.Wait(wctx); err != nil {
