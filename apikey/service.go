@@ -441,9 +441,10 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 	// The hot path: a key this instance has verified before. The cache lookup matches
 	// the ID part byte for byte, the dot is checked, and the fast hash covers the rest
 	// (the secret and its checksum); both were filled only from a string that passed
-	// Parse, so a string they match is that string again, and Parse's checks (the checksum above all: eight
-	// kilobytes of CRC tables that a loaded server no longer has in its CPU cache) would
-	// learn nothing. Everything else goes through Parse first, so errors are unchanged.
+	// Parse, so a string they match is that string again, and Parse's checks would learn
+	// nothing (the checksum above all: eight kilobytes of CRC tables that a loaded server
+	// no longer has in its CPU cache). Everything else goes through Parse first, so the
+	// errors are unchanged.
 	var fast Hash
 	if len(plain) == PlainLen && plain[ecoid.Len] == '.' {
 		fast = secretHash(plain)
@@ -686,7 +687,8 @@ const maxHeldUses = 20
 // Close stops the background writer and writes the last_used_at times it holds. It
 // retries that write a few times while the store fails (about a second, or until ctx
 // ends), and returns its last error (saying how many keys were not written), or ctx's
-// error if the writer did not stop before ctx ended. Verify keeps working after Close, but uses are no longer recorded.
+// error if the writer did not stop before ctx ended. Verify keeps working after Close,
+// but uses are no longer recorded.
 func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {

@@ -20,11 +20,11 @@ var ErrInvalidEmail = errors.New("auth: invalid email address")
 // Form C and lower case, so that an address typed with precomposed or combining accents
 // (katé as é or as e + U+0301) names one account: NFC is what RFC 6532 §3.1 asks of
 // internationalised addresses, and NFKC would merge addresses that mail servers keep
-// apart. Surrounding white space is ignored. It returns an error wrapping ErrInvalidEmail for anything that is
-// not one bare address: display names ("Ann <ann@example.com>"), angle brackets, comments,
-// groups, a domain literal ("ann@[192.0.2.1]": mail to it goes to whatever host the
-// address names, not to one the domain's MX records name), or an address over
-// MaxEmailBytes bytes.
+// apart. Surrounding white space is ignored. It returns an error wrapping
+// ErrInvalidEmail for anything that is not one bare address: display names ("Ann
+// <ann@example.com>"), angle brackets, comments, groups, a domain literal
+// ("ann@[192.0.2.1]": mail to it goes to whatever host the address names, not to one the
+// domain's MX records name), or an address over MaxEmailBytes bytes.
 func NormalizeEmail(s string) (string, error) {
 	s = norm.NFC.String(strings.TrimSpace(s))
 	if s == "" {

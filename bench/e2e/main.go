@@ -14,8 +14,8 @@
 //
 // Users are made Pro through stripe-mock and a signed checkout.session.completed webhook,
 // exactly as in production. With -postgres each PostgreSQL target gets a schema of its
-// own, dropped at the end. Keys have a rate limit of 1,000,000 a minute, whose burst is a whole minute's
-// worth, so a run of under a million requests is never rate limited. Answers that are not
+// own, dropped at the end. Keys have a rate limit of 1,000,000 a minute, whose burst is a
+// whole minute's worth, and a target's runs are far apart, so it is never rate limited. Answers that are not
 // 2xx still count as answers in wrk's rate; their share is printed beside it.
 package main
 

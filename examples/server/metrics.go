@@ -37,8 +37,9 @@ type metrics struct {
 	webhooks      *prometheus.CounterVec
 
 	// byRoute holds the children of requests and duration for each route and status
-	// seen (never nil), replaced whole (under byRouteMu) when a pair is new: the label set is bounded
-	// (route patterns and status codes), and a read is one lookup in a plain map.
+	// seen (never nil), replaced whole (under byRouteMu) when a pair is new: the label
+	// set is bounded (route patterns and status codes), and a read is one lookup in a
+	// plain map.
 	byRoute   atomic.Pointer[map[routeCode]routeMetrics]
 	byRouteMu sync.Mutex
 }
