@@ -461,6 +461,12 @@ func (s *Service) Verify(ctx context.Context, plain string) (Key, error) {
 		if e.notFound {
 			return Key{}, ErrInvalidKey
 		}
+		// The entry may have changed since the fast path looked: another request can have
+		// cached the key, or learnt its fast hash, in between. Without this check such a
+		// request was refused as invalid (a fresh key verified by many requests at once).
+		if e.matchesFast(fast, now) {
+			return s.accept(e, now)
+		}
 		if !e.fastComplete(now) {
 			if h := HashKey(plain); e.matches(h, now) {
 				return s.accept(s.cache.upgrade(id, e, h, fast), now)

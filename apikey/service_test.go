@@ -427,6 +427,35 @@ func TestVerifyCollapsesConcurrentMisses(t *testing.T) {
 	}
 }
 
+// TestVerifyFreshKeysUsedByManyRequestsAtOnce verifies each of many new keys from several
+// goroutines at the same moment: whichever request caches a key, or learns its fast hash,
+// while another is between its two cache lookups, every request with a valid key is
+// served. (A request that saw the entry change between them was refused as invalid.)
+func TestVerifyFreshKeysUsedByManyRequestsAtOnce(t *testing.T) {
+	s, _, _ := newService(t, apikey.Config{})
+	for round := range 3 { // each round a race per key: with the bug, nearly every run failed
+		var plains []string
+		for range 1000 {
+			_, p := create(t, s, apikey.CreateParams{Owner: ecoid.New(ecoid.User)})
+			plains = append(plains, p)
+		}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i, p := range plains {
+					if _, err := s.Verify(context.Background(), p); err != nil {
+						t.Errorf("round %d, goroutine %d, key %d: %v", round, g, i, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
 func TestVerifyWaitingForALookupHonoursContext(t *testing.T) {
 	s, store, _ := newService(t, apikey.Config{})
 	_, plain := create(t, s, apikey.CreateParams{})
