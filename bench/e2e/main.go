@@ -1,8 +1,9 @@
 // Command e2e measures the API-key route of examples/server end to end, the way users
 // measure it: wrk drives GET /api/v1/ping over many connections against a bare net/http
-// handler that answers the same JSON, the server on in-memory stores, and the server with
-// PostgreSQL as its only store, on the same machine, with one hot key of a Pro user and
-// with 1,000 keys (10 each of 100 Pro users). Every target is started and prepared once
+// handler that answers the same JSON, the same handler with the server's five rate-limit
+// headers added ("headers": what those headers alone cost), the server on in-memory
+// stores, and the server with PostgreSQL as its only store, on the same machine, with one
+// hot key of a Pro user and with 1,000 keys (10 each of 100 Pro users). Every target is started and prepared once
 // and keeps running; then each round measures them one right after the other, starting
 // one target further along each time. It prints a Markdown table: each target's rate and
 // the CPU time its process spent per answered request (medians of the rounds), and each
@@ -53,18 +54,19 @@ var countStatuses bool
 
 func main() {
 	bare := flag.Bool("bare", false, "serve the bare handler on -addr (used by the benchmark itself)")
+	withHeaders := flag.Bool("headers", false, "with -bare: add the five rate-limit headers of the server's answer")
 	addr := flag.String("addr", "127.0.0.1:0", "listen address of -bare")
 	pg := flag.String("postgres", os.Getenv("NEXUS_TEST_POSTGRES"), "PostgreSQL DSN (key=value); empty: skip Postgres mode")
 	stripeURL := flag.String("stripe", envOr("NEXUS_TEST_STRIPE", "http://127.0.0.1:12111"), "stripe-mock base URL")
 	conns := flag.Int("c", 200, "connections")
 	threads := flag.Int("t", 2, "wrk threads")
 	dur := flag.Duration("d", 8*time.Second, "duration of each measured run (after a 1 s warm-up)")
-	modes := flag.String("modes", "bare,memory,postgres", "what to measure")
+	modes := flag.String("modes", "bare,headers,memory,postgres", "what to measure (headers: the bare handler with the server's rate-limit headers)")
 	rounds := flag.Int("rounds", 1, "rounds over every target; the table shows each target's median")
 	flag.BoolVar(&countStatuses, "statuses", false, "have wrk count the answers by status and error code (slower: a Lua call per answer)")
 	flag.Parse()
 	if *bare {
-		serveBare(*addr)
+		serveBare(*addr, *withHeaders)
 		return
 	}
 	if err := run(*pg, *stripeURL, *conns, *threads, *dur, strings.Split(*modes, ","), max(1, *rounds)); err != nil {
@@ -80,8 +82,12 @@ func envOr(k, def string) string {
 	return def
 }
 
-// serveBare is the baseline: the same JSON as /api/v1/ping, nothing else.
-func serveBare(addr string) {
+// serveBare is the baseline: the same JSON as /api/v1/ping, nothing else. With headers it
+// also sends the five rate-limit headers the server's answer carries (DESIGN.md asks for
+// them on every answer), with values of the same length, set as cheaply as net/http
+// allows: the floor of any server that sends them, which tells how much of the gap to the
+// bare handler is those headers rather than the work behind them.
+func serveBare(addr string, headers bool) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,10 +95,15 @@ func serveBare(addr string) {
 	}
 	fmt.Fprintf(os.Stderr, `{"msg":"listening","addr":%q}`+"\n", ln.Addr().String())
 	body := []byte(`{"ok":true,"key_id":"eco_api_0000000000000000000000"}` + "\n")
+	rate := [][]string{{`"default";r=999999;t=1`}, {`"default";q=1000000;w=60`}, {"1000000"}, {"999999"}, {"1796334461"}}
 	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "application/json; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")
+		if headers { // canonical names, shared values: no canonicalization, no allocation
+			h["Ratelimit"], h["Ratelimit-Policy"] = rate[0], rate[1]
+			h["X-Ratelimit-Limit"], h["X-Ratelimit-Remaining"], h["X-Ratelimit-Reset"] = rate[2], rate[3], rate[4]
+		}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
 	}))
@@ -204,7 +215,7 @@ func startTargets(modes []string, server, dir, pg, stripeURL, price string, conn
 	var targets []*target
 	for _, mode := range modes {
 		for _, nkeys := range []int{1, 1000} {
-			if mode == "bare" && nkeys != 1 || mode == "postgres" && pg == "" {
+			if (mode == "bare" || mode == "headers") && nkeys != 1 || mode == "postgres" && pg == "" {
 				continue // keys mean nothing to the bare handler
 			}
 			t, err := startTarget(mode, nkeys, server, filepath.Join(dir, fmt.Sprintf("keys-%d.lua", len(targets))), pg, stripeURL, price)
@@ -230,9 +241,9 @@ func startTarget(mode string, nkeys int, server, script, pg, stripeURL, price st
 		"STRIPE_SECRET_KEY=sk_test_e2e", "STRIPE_API_BASE="+stripeURL, "STRIPE_WEBHOOK_SECRET="+webhookSecret,
 		"STRIPE_PRICE_PRO="+price, "DATABASE_URL=")
 	switch mode {
-	case "bare":
+	case "bare", "headers":
 		self, _ := os.Executable()
-		t.cmd = exec.Command(self, "-bare")
+		t.cmd = exec.Command(self, "-bare", "-headers="+strconv.FormatBool(mode == "headers"))
 	case "memory":
 		t.cmd = exec.Command(server, "-addr", "127.0.0.1:0")
 	case "postgres":
@@ -253,7 +264,7 @@ func startTarget(mode string, nkeys int, server, script, pg, stripeURL, price st
 	}
 	t.base, t.stop = base, stop
 	keys := []string{"none"}
-	if mode != "bare" {
+	if mode != "bare" && mode != "headers" {
 		if keys, err = prepare(base, nkeys); err != nil {
 			return t, err
 		}
@@ -567,7 +578,7 @@ func report(order []string, runs map[string][]result, conns int, dur time.Durati
 			share = fmt.Sprintf("%.2g%%", 100*float64(non2xx)/float64(total))
 		}
 		keys := r.keys
-		if r.mode == "bare" {
+		if r.mode == "bare" || r.mode == "headers" {
 			keys = "—"
 		}
 		fmt.Printf("| %s | %s | %.0f | %.1f µs | %s | %s | %s |\n", r.mode, keys, rps, cpu, share, vsBare, vsMem)
