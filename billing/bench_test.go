@@ -110,3 +110,21 @@ func BenchmarkTermsCache(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTermsCacheHotUser is the plan lookup of one busy user from every core at once,
+// as on the API route when one customer's keys carry the traffic: a hit that wrote to
+// shared memory (a read lock's counter) would move that cache line between the cores.
+func BenchmarkTermsCacheHotUser(b *testing.B) {
+	e := newEnv(b, false)
+	u := e.user(b)
+	c := billing.NewTermsCache(e.svc.PlanTerms, billing.TermsCacheConfig{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := c.QuotaFor(ctx, u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -2,8 +2,8 @@ package billing
 
 import (
 	"context"
-	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -31,29 +31,31 @@ type TermsCacheConfig struct {
 	Now func() time.Time
 }
 
-// cacheShards splits the cache so concurrent readers and writers of different users
-// rarely share a lock.
-const cacheShards = 32
-
 // TermsCache keeps users' plans and terms in memory for the hot path (the usage quota
 // asks for them on every API call), in front of a TermsLoader. It is bounded, safe for
 // concurrent use, and never caches a value read before an invalidation that happened
-// while the read was in flight: Invalidate and Purge bump a per-shard generation, and a
-// load stores its answer only if the generation it started with is unchanged. Errors are
-// not cached. A hit takes a read lock and does not allocate.
+// while the read was in flight. Errors are not cached.
+//
+// A hit takes no lock and writes no shared memory: the entries are in a sync.Map, whose
+// reads are lock-free, which is the case it is made for (written once, read many times).
+// The cache had 32 shards of a map behind a read lock before; a read lock is a shared
+// atomic counter, and on the API route, where every request reads the same few users,
+// that counter's cache line moved between cores on every call (3% of the route's CPU
+// in the parallel benchmark of examples/server).
+//
+// Invalidation: Invalidate and Purge bump a generation before they delete; a load
+// stores its answer, then reads the generation again and takes its entry back out if
+// the generation moved since the load began. Either the invalidation's delete comes
+// after the store (and removes it), or the load sees the new generation (and removes its
+// own entry): an answer older than an invalidation is never left behind.
 type TermsCache struct {
-	load   TermsLoader
-	ttl    time.Duration
-	now    func() time.Time
-	perMax int
-	seed   maphash.Seed
-	shards [cacheShards]termsShard
-}
-
-type termsShard struct {
-	mu  sync.RWMutex
-	gen uint64
-	m   map[ecoid.ID]termsEntry
+	load    TermsLoader
+	ttl     time.Duration
+	now     func() time.Time
+	max     int64
+	gen     atomic.Uint64
+	size    atomic.Int64 // entries in m
+	entries sync.Map     // ecoid.ID → *termsEntry
 }
 
 type termsEntry struct {
@@ -73,56 +75,72 @@ func NewTermsCache(load TermsLoader, cfg TermsCacheConfig) *TermsCache {
 	if cfg.Now == nil {
 		cfg.Now = coarse.New(coarse.HotPathTick).Now
 	}
-	c := &TermsCache{load: load, ttl: cfg.TTL, now: cfg.Now, perMax: max(1, cfg.Size/cacheShards), seed: maphash.MakeSeed()}
-	for i := range c.shards {
-		c.shards[i].m = make(map[ecoid.ID]termsEntry)
-	}
-	return c
-}
-
-func (c *TermsCache) shard(user ecoid.ID) *termsShard {
-	return &c.shards[maphash.String(c.seed, string(user))%cacheShards]
+	return &TermsCache{load: load, ttl: cfg.TTL, now: cfg.Now, max: int64(cfg.Size)}
 }
 
 // Get returns the user's effective plan and terms, from memory when a fresh entry is
 // there, else from the loader (and remembers the answer).
 func (c *TermsCache) Get(ctx context.Context, user ecoid.ID) (PlanID, Terms, error) {
-	sh := c.shard(user)
-	sh.mu.RLock()
-	e, ok := sh.m[user]
-	gen := sh.gen
-	sh.mu.RUnlock()
 	var now int64
-	if ok && e.expires != 0 {
-		now = c.now().UnixNano()
-		ok = now < e.expires
+	if v, ok := c.entries.Load(user); ok {
+		e := v.(*termsEntry)
+		if e.expires == 0 {
+			return e.plan, e.terms, nil
+		}
+		if now = c.now().UnixNano(); now < e.expires {
+			return e.plan, e.terms, nil
+		}
 	}
-	if ok {
-		return e.plan, e.terms, nil
-	}
+	gen := c.gen.Load()
 	plan, terms, err := c.load(ctx, user)
 	if err != nil {
 		return "", Terms{}, err
 	}
-	e = termsEntry{plan: plan, terms: terms}
+	e := &termsEntry{plan: plan, terms: terms}
 	if c.ttl > 0 {
 		if now == 0 {
 			now = c.now().UnixNano()
 		}
 		e.expires = now + int64(c.ttl)
 	}
-	sh.mu.Lock()
-	if sh.gen == gen { // no invalidation while loading: the answer is not older than one
-		if _, present := sh.m[user]; !present && len(sh.m) >= c.perMax {
-			for k := range sh.m {
-				delete(sh.m, k)
-				break
-			}
-		}
-		sh.m[user] = e
+	c.store(user, e)
+	if c.gen.Load() != gen { // invalidated while loading: the answer may be older than that
+		c.remove(user, e)
 	}
-	sh.mu.Unlock()
 	return plan, terms, nil
+}
+
+// store puts e in the cache, then makes room: whoever takes the cache past its size
+// evicts until it is back within it, so once no store is in flight it holds at most
+// Size entries (an arbitrary entry goes: cheap, and fair enough for a cache whose
+// misses cost one store read).
+func (c *TermsCache) store(user ecoid.ID, e *termsEntry) {
+	if _, replaced := c.entries.Swap(user, e); replaced {
+		return
+	}
+	for n := c.size.Add(1); n > c.max; {
+		evicted := false
+		c.entries.Range(func(k, _ any) bool {
+			if k.(ecoid.ID) == user {
+				return true
+			}
+			if _, ok := c.entries.LoadAndDelete(k); ok {
+				n, evicted = c.size.Add(-1), true
+				return false
+			}
+			return true
+		})
+		if !evicted {
+			return
+		}
+	}
+}
+
+// remove takes out user's entry if it is still e.
+func (c *TermsCache) remove(user ecoid.ID, e *termsEntry) {
+	if c.entries.CompareAndDelete(user, e) {
+		c.size.Add(-1)
+	}
 }
 
 // QuotaFor has the shape of Service.QuotaFor (the usage quota's limit function): the
@@ -139,33 +157,23 @@ func (c *TermsCache) QuotaFor(ctx context.Context, user ecoid.ID) (limit int64, 
 // already in flight does not store its (possibly older) answer. Call it when the user's
 // plan changed here or on another instance.
 func (c *TermsCache) Invalidate(user ecoid.ID) {
-	sh := c.shard(user)
-	sh.mu.Lock()
-	delete(sh.m, user)
-	sh.gen++
-	sh.mu.Unlock()
+	c.gen.Add(1) // before the delete: see TermsCache
+	if _, ok := c.entries.LoadAndDelete(user); ok {
+		c.size.Add(-1)
+	}
 }
 
 // Purge forgets every entry, with the same guarantee for reads in flight as Invalidate.
 // Call it when invalidations may have been missed (a reconnect of the fan-out).
 func (c *TermsCache) Purge() {
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		clear(sh.m)
-		sh.gen++
-		sh.mu.Unlock()
-	}
+	c.gen.Add(1)
+	c.entries.Range(func(k, _ any) bool {
+		if _, ok := c.entries.LoadAndDelete(k); ok {
+			c.size.Add(-1)
+		}
+		return true
+	})
 }
 
 // Len returns the number of users cached.
-func (c *TermsCache) Len() int {
-	n := 0
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return n
-}
+func (c *TermsCache) Len() int { return int(c.size.Load()) }
