@@ -517,7 +517,7 @@ func (s *Service) load(ctx context.Context, id ecoid.ID, now int64) (*entry, err
 	// The lookup serves every waiter, so the leader's cancellation must not fail the
 	// others: it runs detached, bounded by lookupTimeout, and caches its answer itself.
 	// The leader waits for it as the others do, so its own deadline still holds.
-	epoch := s.cache.epoch(id)
+	epoch := s.cache.epochNow()
 	go func() {
 		getCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
 		c.rec, c.err = s.store.Get(getCtx, id)
