@@ -591,8 +591,18 @@ func median(rs []result, f func(result) float64) float64 {
 	for i, r := range rs {
 		v[i] = f(r)
 	}
+	return mid(v)
+}
+
+// mid returns the median of v, which it sorts: the middle value, or the mean of the two
+// middle values when there is an even number of them.
+func mid(v []float64) float64 {
 	sort.Float64s(v)
-	return v[len(v)/2]
+	n := len(v)
+	if n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[n/2]
 }
 
 // ratio is the median over rounds of a's rate over b's in the same round, with the
@@ -609,11 +619,10 @@ func ratio(a, b []result) string {
 	for i, x := range v {
 		each[i] = fmt.Sprintf("%.2f", x)
 	}
-	sort.Float64s(v)
 	if len(v) == 1 {
 		return fmt.Sprintf("%.2fx", v[0])
 	}
-	return fmt.Sprintf("%.2fx (%s)", v[len(v)/2], strings.Join(each, ", "))
+	return fmt.Sprintf("%.2fx (%s)", mid(v), strings.Join(each, ", "))
 }
 
 // processCPU is the CPU time (user and system) the process has used, from /proc.
