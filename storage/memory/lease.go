@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -11,33 +12,42 @@ import (
 
 var _ usage.BlockCounter = (*UsageStore)(nil)
 
-// TakeCalls implements usage.BlockCounter, under the counters' lock, as AddCall.
+// TakeCalls implements usage.BlockCounter, on the counter AddCall moves, in one
+// compare-and-swap: the check against the cap and the count are one step.
 func (s *UsageStore) TakeCalls(_ context.Context, user ecoid.ID, period time.Time, n, limit int64, hardCap bool) (int64, int64, error) {
 	if n < 1 {
 		return 0, 0, fmt.Errorf("memory: take calls: n %d < 1", n)
 	}
-	k := s.key(user, period)
-	s.countMu.Lock()
-	defer s.countMu.Unlock()
-	count := s.counts[k]
-	granted := n
-	if hardCap {
-		granted = max(0, min(n, limit-count))
+	c := s.counter(s.key(user, period))
+	if !hardCap {
+		return n, c.Add(n), nil
 	}
-	if granted > 0 {
-		count += granted
-		s.counts[k] = count
+	for {
+		count := c.Load()
+		granted := max(0, min(n, limit-count))
+		if granted == 0 {
+			return 0, count, nil
+		}
+		if c.CompareAndSwap(count, count+granted) {
+			return granted, count + granted, nil
+		}
 	}
-	return granted, count, nil
 }
 
 // ReturnCalls implements usage.BlockCounter.
 func (s *UsageStore) ReturnCalls(_ context.Context, user ecoid.ID, period time.Time, n int64) error {
-	k := s.key(user, period)
-	s.countMu.Lock()
-	defer s.countMu.Unlock()
-	if c, ok := s.counts[k]; ok && n > 0 {
-		s.counts[k] = max(0, c-n)
+	if n <= 0 {
+		return nil
 	}
-	return nil
+	v, ok := s.counts.Load(s.key(user, period))
+	if !ok {
+		return nil
+	}
+	c := v.(*atomic.Int64)
+	for {
+		count := c.Load()
+		if count <= 0 || c.CompareAndSwap(count, max(0, count-n)) {
+			return nil
+		}
+	}
 }

@@ -2,8 +2,10 @@ package memory
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -273,4 +275,30 @@ func BenchmarkUsageWriteBatchFull(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/record")
+}
+
+// BenchmarkUsageAddCall is the quota counter of every API request: AddCall from every
+// core, under a hard cap never reached, for one hot user and for 100 users.
+func BenchmarkUsageAddCall(b *testing.B) {
+	for _, users := range []int{1, 100} {
+		b.Run(strconv.Itoa(users)+"users", func(b *testing.B) {
+			ctx := context.Background()
+			s := NewUsageStore()
+			ids := make([]ecoid.ID, users)
+			for i := range ids {
+				ids[i] = ecoid.New(ecoid.User)
+			}
+			period := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i++
+					if _, added, err := s.AddCall(ctx, ids[i%users], period, math.MaxInt64, true); err != nil || !added {
+						b.Fatal("AddCall refused", err)
+					}
+				}
+			})
+		})
+	}
 }
