@@ -16,6 +16,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // MaxBodyBytes is the largest request body Decode reads (1 MiB).
@@ -82,6 +84,13 @@ func write(w http.ResponseWriter, status int, v any, secret bool) {
 // body is sent as it is, so it must be valid JSON. The Content-Type and
 // X-Content-Type-Options values it sets are shared by every answer: replace them (Set),
 // never write into them.
+//
+// Unless the header has a Date already (a value, or nil to suppress it), WriteEncoded
+// sets it, to what net/http would write: the time of the answer in http.TimeFormat
+// (RFC 9110 section 6.6.1), to the second. The text is formatted once a second rather
+// than by net/http for every answer, where it was the costliest step of a small JSON
+// answer: 330-390 ns, five times a clock read (go test ./httpjson -bench Date). Like the
+// other two, the value is shared: never write into it.
 func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	// The keys are already canonical, and the values are shared by every answer, as gin
@@ -90,6 +99,9 @@ func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	// is written. Only an assignment to an element, h["Content-Type"][0] = … or to
 	// h.Values("Content-Type")[0], which no code should make, would change them.
 	h["Content-Type"], h["X-Content-Type-Options"] = jsonContentType, noSniff
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = date(time.Now())
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -107,6 +119,31 @@ func (e *encoder) release(secret bool) {
 
 // The values of the two headers of every answer (see WriteEncoded).
 var jsonContentType, noSniff = []string{"application/json; charset=utf-8"}[:1:1], []string{"nosniff"}[:1:1]
+
+// dateStamp is the Date header of the answers of one second.
+type dateStamp struct {
+	sec  int64    // Unix seconds
+	vals []string // its http.TimeFormat text, capped as the other shared values
+}
+
+// dates is the stamp of the latest second an answer was written in. Like encoders, it is
+// package state that no caller can observe: it holds the text net/http would format, and
+// changes nothing but the cost.
+var dates atomic.Pointer[dateStamp]
+
+// date returns the Date header value of an answer written at now.
+func date(now time.Time) []string {
+	sec := now.Unix()
+	if st := dates.Load(); st != nil && st.sec == sec {
+		return st.vals
+	}
+	// A new second (or a step of the clock): format it. Goroutines that cross a second
+	// together may each store theirs; each answers with its own, and a later answer that
+	// finds another second's stamp formats its own again.
+	st := &dateStamp{sec: sec, vals: []string{now.UTC().Format(http.TimeFormat)}[:1:1]}
+	dates.Store(st)
+	return st.vals
+}
 
 // internalErrorBody answers a value that cannot be encoded.
 var internalErrorBody = []byte(`{"error":{"code":"internal_error","message":"internal error"}}` + "\n")

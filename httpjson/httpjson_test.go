@@ -169,6 +169,9 @@ func TestWriteEncodedSendsTheBodyWithWritesHeaders(t *testing.T) {
 			t.Fatalf("%s: %q, Write's %q", k, got, want.Header().Get(k))
 		}
 	}
+	if _, err := http.ParseTime(w.Header().Get("Date")); err != nil {
+		t.Fatalf("Date %q: %v", w.Header().Get("Date"), err)
+	}
 }
 
 // The header values every answer shares are not changed by what one answer's handler
@@ -248,4 +251,75 @@ func TestDecodeErrorsNameJSONTypesNotGoTypes(t *testing.T) {
 			t.Errorf("Decode(%s) = %v, want %q", body, err, want)
 		}
 	}
+}
+
+// On the wire, an answer carries one Date, the time it was written to the second, as
+// net/http's own; a handler's own Date, or a nil one that suppresses it, is kept.
+func TestWriteEncodedDate(t *testing.T) {
+	own := "Wed, 21 Oct 2015 07:28:00 GMT"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/own":
+			w.Header().Set("Date", own)
+		case "/none":
+			w.Header()["Date"] = nil
+		}
+		WriteEncoded(w, http.StatusOK, []byte("{}\n"))
+	}))
+	defer srv.Close()
+	get := func(path string) []string {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Values("Date")
+	}
+	for range 3 { // the first formats the second, the next ones may reuse it
+		before := time.Now().Truncate(time.Second)
+		got := get("/")
+		after := time.Now()
+		if len(got) != 1 {
+			t.Fatalf("Date: %q, want one value", got)
+		}
+		at, err := http.ParseTime(got[0])
+		if err != nil || got[0] != at.UTC().Format(http.TimeFormat) || at.Before(before) || at.After(after) {
+			t.Fatalf("Date %q (%v) is not in http.TimeFormat within [%v, %v]", got[0], err, before, after)
+		}
+	}
+	if got := get("/own"); len(got) != 1 || got[0] != own {
+		t.Fatalf("the handler's own Date became %q", got)
+	}
+	if got := get("/none"); len(got) != 0 {
+		t.Fatalf("a suppressed Date was sent: %q", got)
+	}
+}
+
+// Answers written across a second boundary each get their own second's Date.
+func TestDateFollowsTheSecond(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 59, 900_000_000, time.FixedZone("CET", 3600))
+	for _, at := range []time.Time{t0, t0.Add(50 * time.Millisecond), t0.Add(200 * time.Millisecond), t0.Add(-time.Hour)} {
+		if got, want := date(at), at.UTC().Format(http.TimeFormat); len(got) != 1 || got[0] != want {
+			t.Fatalf("date(%v) = %q, want %q", at, got, want)
+		}
+	}
+}
+
+// BenchmarkDate compares the Date value WriteEncoded sets with what net/http formats for
+// every answer without it.
+func BenchmarkDate(b *testing.B) {
+	b.Run("net-http", func(b *testing.B) {
+		var buf [64]byte
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = time.Now().UTC().AppendFormat(buf[:0], http.TimeFormat)
+		}
+	})
+	b.Run("httpjson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = date(time.Now())
+		}
+	})
 }
