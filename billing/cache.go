@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -33,7 +34,13 @@ type TermsCacheConfig struct {
 // TermsCache keeps users' plans and terms in memory for the hot path (the usage quota
 // asks for them on every API call), in front of a TermsLoader. It is bounded, safe for
 // concurrent use, and never caches a value read before an invalidation that happened
-// while the read was in flight. Errors are not cached. A hit takes no lock, writes no
+// while the read was in flight. Errors are not cached. Misses of one user are collapsed
+// into one read, which every request that missed meanwhile waits for: when an entry
+// expired or the cache was purged under load, every request of a busy user used to read
+// the store at once, and with PostgreSQL those reads took the connection pool from the
+// rate-limit and quota leases, turning a purge into a wave of 503s (a goroutine dump
+// under bench/e2e's 1,000-key load found 83 requests of 200 waiting in termsLoader for a
+// connection). A hit takes no lock, writes no
 // shared memory and does not allocate (see package fencedmap; behind the sharded read
 // locks it had before, one busy user read from two cores took 47–71 ns a hit, 14–17 ns
 // since: BenchmarkTermsCacheHotUser).
@@ -42,6 +49,21 @@ type TermsCache struct {
 	ttl     time.Duration
 	now     func() time.Time
 	entries *fencedmap.Map[ecoid.ID, termsEntry]
+
+	flightMu sync.Mutex
+	flights  map[ecoid.ID]*termsRead // the read in flight of each user missed now
+}
+
+// termsRead is one read of a user's terms, shared by the requests that missed meanwhile.
+type termsRead struct {
+	done  chan struct{} // closed when the fields below are set
+	gen   uint64        // the cache's generation when the read began
+	plan  PlanID
+	terms Terms
+	err   error
+	// abandoned says the read failed because its leader's own request ended: the
+	// others read again rather than fail with an error that was not theirs.
+	abandoned bool
 }
 
 type termsEntry struct {
@@ -61,35 +83,82 @@ func NewTermsCache(load TermsLoader, cfg TermsCacheConfig) *TermsCache {
 	if cfg.Now == nil {
 		cfg.Now = coarse.New(coarse.HotPathTick).Now
 	}
-	return &TermsCache{load: load, ttl: cfg.TTL, now: cfg.Now, entries: fencedmap.New[ecoid.ID, termsEntry](cfg.Size)}
+	return &TermsCache{load: load, ttl: cfg.TTL, now: cfg.Now, entries: fencedmap.New[ecoid.ID, termsEntry](cfg.Size),
+		flights: map[ecoid.ID]*termsRead{}}
 }
 
 // Get returns the user's effective plan and terms, from memory when a fresh entry is
-// there, else from the loader (and remembers the answer).
+// there, else from the loader (and remembers the answer). Concurrent misses of one user
+// wait for one read; a request whose context ends while it waits returns ctx.Err().
 func (c *TermsCache) Get(ctx context.Context, user ecoid.ID) (PlanID, Terms, error) {
-	var now int64
-	if e := c.entries.Load(user); e != nil {
-		if e.expires == 0 {
-			return e.plan, e.terms, nil
+	for {
+		var now int64
+		if e := c.entries.Load(user); e != nil {
+			if e.expires == 0 {
+				return e.plan, e.terms, nil
+			}
+			if now = c.now().UnixNano(); now < e.expires {
+				return e.plan, e.terms, nil
+			}
 		}
-		if now = c.now().UnixNano(); now < e.expires {
-			return e.plan, e.terms, nil
+		rd, lead := c.join(user, c.entries.Gen())
+		if !lead {
+			select {
+			case <-rd.done:
+			case <-ctx.Done():
+				return "", Terms{}, ctx.Err()
+			}
+			if rd.abandoned {
+				continue
+			}
+			return rd.plan, rd.terms, rd.err
 		}
+		c.read(ctx, user, rd, now)
+		return rd.plan, rd.terms, rd.err
 	}
-	gen := c.entries.Gen()
-	plan, terms, err := c.load(ctx, user)
-	if err != nil {
-		return "", Terms{}, err
+}
+
+// join returns the read in flight for user that began in generation gen, or registers a
+// new one for the caller to lead (lead true). A read that began before an invalidation
+// (an older generation) may hold what the invalidation replaced: it is not joined.
+func (c *TermsCache) join(user ecoid.ID, gen uint64) (rd *termsRead, lead bool) {
+	c.flightMu.Lock()
+	defer c.flightMu.Unlock()
+	if rd := c.flights[user]; rd != nil && rd.gen == gen {
+		return rd, false
 	}
-	e := &termsEntry{plan: plan, terms: terms}
+	rd = &termsRead{done: make(chan struct{}), gen: gen}
+	c.flights[user] = rd
+	return rd, true
+}
+
+// read runs rd: loads the user's terms, stores them unless an invalidation came
+// meanwhile (the generation fence), and wakes those waiting. now is the Get's clock
+// reading, 0 if it read none.
+func (c *TermsCache) read(ctx context.Context, user ecoid.ID, rd *termsRead, now int64) {
+	defer func() {
+		c.flightMu.Lock()
+		if c.flights[user] == rd {
+			delete(c.flights, user)
+		}
+		c.flightMu.Unlock()
+		close(rd.done)
+	}()
+	rd.abandoned = true // until the loader returns: if it panics, the others read again
+	rd.plan, rd.terms, rd.err = c.load(ctx, user)
+	rd.abandoned = rd.err != nil && ctx.Err() != nil
+	if rd.err != nil {
+		rd.plan, rd.terms = "", Terms{}
+		return
+	}
+	e := &termsEntry{plan: rd.plan, terms: rd.terms}
 	if c.ttl > 0 {
 		if now == 0 {
 			now = c.now().UnixNano()
 		}
 		e.expires = now + int64(c.ttl)
 	}
-	c.entries.Store(user, e, gen, func(old *termsEntry) bool { return old.expires != 0 && old.expires <= now })
-	return plan, terms, nil
+	c.entries.Store(user, e, rd.gen, func(old *termsEntry) bool { return old.expires != 0 && old.expires <= now })
 }
 
 // QuotaFor has the shape of Service.QuotaFor (the usage quota's limit function): the

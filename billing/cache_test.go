@@ -174,6 +174,107 @@ func TestTermsCacheInvalidateDuringLoad(t *testing.T) {
 	}
 }
 
+// Requests that miss one user while a read of it is in flight wait for that read: one
+// store read, whatever their number (a late one finds the entry cached).
+func TestTermsCacheMissesShareOneRead(t *testing.T) {
+	ctx := context.Background()
+	l := newLoader()
+	c := billing.NewTermsCache(l.load, billing.TermsCacheConfig{})
+	u := ecoid.New(ecoid.User)
+	l.set(u, billing.Pro)
+	reading, release := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	l.inFlight = func() { first.Do(func() { close(reading) }); <-release }
+	results := make(chan billing.PlanID, 50)
+	go func() { p, _, _ := c.Get(ctx, u); results <- p }()
+	<-reading
+	var wg sync.WaitGroup
+	for range 49 {
+		wg.Add(1)
+		go func() { defer wg.Done(); p, _, _ := c.Get(ctx, u); results <- p }()
+	}
+	time.Sleep(20 * time.Millisecond) // let them miss: late ones hit the cache, which is as good
+	close(release)
+	wg.Wait()
+	for range 50 {
+		if p := <-results; p != billing.Pro {
+			t.Fatalf("a request got %q", p)
+		}
+	}
+	if n := l.reads.Load(); n != 1 {
+		t.Fatalf("50 concurrent misses made %d reads, want 1", n)
+	}
+}
+
+// A read that began before an invalidation is not joined: a request after the
+// invalidation reads again, gets the new plan, and the old read is not cached.
+func TestTermsCacheMissAfterInvalidateDoesNotJoinOlderRead(t *testing.T) {
+	ctx := context.Background()
+	l := newLoader()
+	c := billing.NewTermsCache(l.load, billing.TermsCacheConfig{})
+	u := ecoid.New(ecoid.User)
+	reading, release := make(chan struct{}), make(chan struct{})
+	l.inFlight = func() { l.inFlight = nil; close(reading); <-release }
+	old := make(chan billing.PlanID)
+	go func() { p, _, _ := c.Get(ctx, u); old <- p }() // reads Free, then waits
+	<-reading
+	l.set(u, billing.Pro)
+	c.Invalidate(u)
+	if p, _, err := c.Get(ctx, u); err != nil || p != billing.Pro {
+		t.Fatalf("after the invalidation: %q, %v, want pro", p, err)
+	}
+	close(release)
+	if p := <-old; p != billing.Free {
+		t.Fatalf("the older read returned %q", p)
+	}
+	if p, _, _ := c.Get(ctx, u); p != billing.Pro || l.reads.Load() != 2 {
+		t.Fatalf("then %q after %d reads, want pro cached after 2", p, l.reads.Load())
+	}
+}
+
+// When the request that leads a read is canceled and its read fails for it, the requests
+// waiting for that read read again instead of failing with the leader's error; a waiter
+// whose own context ends stops waiting with its error.
+func TestTermsCacheWaitersOutliveTheLeader(t *testing.T) {
+	u := ecoid.New(ecoid.User)
+	reading := make(chan struct{})
+	var reads atomic.Int64
+	load := func(ctx context.Context, _ ecoid.ID) (billing.PlanID, billing.Terms, error) {
+		if reads.Add(1) == 1 { // the leader's read: ends with its request
+			close(reading)
+			<-ctx.Done()
+			return "", billing.Terms{}, ctx.Err()
+		}
+		return billing.Pro, billing.ProTerms, nil
+	}
+	c := billing.NewTermsCache(load, billing.TermsCacheConfig{})
+	leaderCtx, cancelLeader := context.WithCancel(context.Background())
+	leader := make(chan error)
+	go func() { _, _, err := c.Get(leaderCtx, u); leader <- err }()
+	<-reading
+	waiter := make(chan billing.PlanID)
+	go func() {
+		p, _, err := c.Get(context.Background(), u)
+		if err != nil {
+			t.Errorf("waiter: %v", err)
+		}
+		waiter <- p
+	}()
+	gone, giveUp := context.WithCancel(context.Background())
+	giveUp()
+	if _, _, err := c.Get(gone, u); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a waiter whose context ended: %v, want context.Canceled", err)
+	}
+	time.Sleep(20 * time.Millisecond) // let the waiter join the leader's read
+	cancelLeader()
+	if err := <-leader; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader: %v, want context.Canceled", err)
+	}
+	if p := <-waiter; p != billing.Pro {
+		t.Fatalf("waiter got %q, want pro from a read of its own", p)
+	}
+}
+
 func TestTermsCacheConcurrent(t *testing.T) {
 	ctx := context.Background()
 	l := newLoader()
