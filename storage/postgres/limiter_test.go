@@ -44,6 +44,46 @@ func TestRateLimitTableIsUnlogged(t *testing.T) {
 	}
 }
 
+// A rate-limit row's updates are heap-only (migration 0015): they add no index entries
+// and leave no dead row for a vacuum, so the table does not grow with traffic.
+func TestRateLimitUpdatesAreHeapOnly(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO eco_rate_limits (policy, subject, tat_us, seen_us, allowed) VALUES ('p', 's', 1, 1, true)`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n { // what a token take and an Allow change
+		if _, err := tx.ExecContext(ctx, `UPDATE eco_rate_limits SET tat_us = tat_us + 1000, seen_us = $1, allowed = NOT allowed
+			WHERE policy = 'p' AND subject = 's'`, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var upd, hot int64
+	if err := tx.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables
+		WHERE relid = 'eco_rate_limits'::regclass`).Scan(&upd, &hot); err != nil {
+		t.Fatal(err)
+	}
+	if upd != n || hot != n {
+		t.Fatalf("%d updates, %d of them heap-only: want all %d", upd, hot, n)
+	}
+	// The tables the route updates keep room on their pages for such updates.
+	for table, want := range map[string]string{"eco_rate_limits": "fillfactor=50", "eco_api_keys": "fillfactor=70", "eco_usage_records": "fillfactor=50"} {
+		var opts []byte
+		if err := tx.QueryRowContext(ctx, `SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = $1::regclass`, table).Scan(&opts); err != nil {
+			t.Fatal(err)
+		}
+		if string(opts) != want {
+			t.Fatalf("%s options %q, want %q", table, opts, want)
+		}
+	}
+}
+
 func TestLimiterSweepDropsIdleRows(t *testing.T) {
 	db := pgtest.New(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
