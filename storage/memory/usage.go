@@ -261,19 +261,9 @@ func (s *UsageStore) AddCall(_ context.Context, user ecoid.ID, period time.Time,
 	}
 }
 
-// RemoveCall implements usage.Counter.
-func (s *UsageStore) RemoveCall(_ context.Context, user ecoid.ID, period time.Time) error {
-	v, ok := s.counts.Load(s.key(user, period))
-	if !ok {
-		return nil
-	}
-	c := v.(*atomic.Int64)
-	for {
-		n := c.Load()
-		if n <= 0 || c.CompareAndSwap(n, n-1) {
-			return nil
-		}
-	}
+// RemoveCall implements usage.Counter: ReturnCalls of one call.
+func (s *UsageStore) RemoveCall(ctx context.Context, user ecoid.ID, period time.Time) error {
+	return s.ReturnCalls(ctx, user, period, 1)
 }
 
 // PeriodCalls implements usage.Counter.
