@@ -89,8 +89,8 @@ func write(w http.ResponseWriter, status int, v any, secret bool) {
 // sets it, to what net/http would write: the time of the answer in http.TimeFormat
 // (RFC 9110 section 6.6.1), to the second. The text is formatted once a second rather
 // than by net/http for every answer, where it was the costliest step of a small JSON
-// answer: 330-390 ns, five times a clock read (go test ./httpjson -bench Date). Like the
-// other two, the value is shared: never write into it.
+// answer: 295-312 ns against 69-75 ns, which is the clock read (go test ./httpjson
+// -bench Date). Like the other two, the value is shared: never write into it.
 func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	// The keys are already canonical, and the values are shared by every answer, as gin
