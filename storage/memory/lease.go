@@ -3,7 +3,6 @@ package memory
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/nexus-ecosystem/nexus/ecoid"
@@ -12,8 +11,9 @@ import (
 
 var _ usage.BlockCounter = (*UsageStore)(nil)
 
-// TakeCalls implements usage.BlockCounter, on the counter AddCall moves, in one
-// compare-and-swap: the check against the cap and the count are one step.
+// TakeCalls implements usage.BlockCounter (and, for one call, AddCall) on the user's
+// counter of the month, in one compare-and-swap: the check against the cap and the count
+// are one step.
 func (s *UsageStore) TakeCalls(_ context.Context, user ecoid.ID, period time.Time, n, limit int64, hardCap bool) (int64, int64, error) {
 	if n < 1 {
 		return 0, 0, fmt.Errorf("memory: take calls: n %d < 1", n)
@@ -39,11 +39,10 @@ func (s *UsageStore) ReturnCalls(_ context.Context, user ecoid.ID, period time.T
 	if n <= 0 {
 		return nil
 	}
-	v, ok := s.counts.Load(s.key(user, period))
-	if !ok {
+	c := s.existing(user, period)
+	if c == nil {
 		return nil
 	}
-	c := v.(*atomic.Int64)
 	for {
 		count := c.Load()
 		if count <= 0 || c.CompareAndSwap(count, max(0, count-n)) {

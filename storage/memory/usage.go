@@ -244,21 +244,10 @@ func (s *UsageStore) fold(r *usageRow) {
 // Ping implements usage.Pinger: the store always answers, unless ctx has ended.
 func (s *UsageStore) Ping(ctx context.Context) error { return ctx.Err() }
 
-// AddCall implements usage.Counter.
-func (s *UsageStore) AddCall(_ context.Context, user ecoid.ID, period time.Time, limit int64, hardCap bool) (int64, bool, error) {
-	c := s.counter(s.key(user, period))
-	if !hardCap {
-		return c.Add(1), true, nil
-	}
-	for {
-		n := c.Load()
-		if n >= limit {
-			return n, false, nil
-		}
-		if c.CompareAndSwap(n, n+1) {
-			return n + 1, true, nil
-		}
-	}
+// AddCall implements usage.Counter: TakeCalls of one call.
+func (s *UsageStore) AddCall(ctx context.Context, user ecoid.ID, period time.Time, limit int64, hardCap bool) (int64, bool, error) {
+	granted, count, err := s.TakeCalls(ctx, user, period, 1, limit, hardCap)
+	return count, granted == 1, err
 }
 
 // RemoveCall implements usage.Counter: ReturnCalls of one call.
@@ -268,10 +257,18 @@ func (s *UsageStore) RemoveCall(ctx context.Context, user ecoid.ID, period time.
 
 // PeriodCalls implements usage.Counter.
 func (s *UsageStore) PeriodCalls(_ context.Context, user ecoid.ID, period time.Time) (int64, error) {
-	if v, ok := s.counts.Load(s.key(user, period)); ok {
-		return v.(*atomic.Int64).Load(), nil
+	if c := s.existing(user, period); c != nil {
+		return c.Load(), nil
 	}
 	return 0, nil
+}
+
+// existing returns the counter of user for period, or nil if none was made.
+func (s *UsageStore) existing(user ecoid.ID, period time.Time) *atomic.Int64 {
+	if v, ok := s.counts.Load(s.key(user, period)); ok {
+		return v.(*atomic.Int64)
+	}
+	return nil
 }
 
 // counter returns the counter of k, made on its first call.
